@@ -1,0 +1,64 @@
+import json
+
+import pytest
+
+from vidiff.config import RunConfig, load_config
+from vidiff.errors import ConfigError
+
+
+def test_defaults_and_overrides(tmp_path):
+    cfg = load_config(None, ["train.steps=7", "model.channel_mults=[1,2]", "model.spatial_attention_levels=[1]",
+                             "model.temporal_attention_levels=[1]", "diffusion.min_snr_gamma=null",
+                             "train.lr=2e-4"])
+    assert cfg.train.steps == 7 and cfg.model.channel_mults == (1, 2)
+    assert cfg.diffusion.min_snr_gamma is None and cfg.train.lr == 2e-4
+    path = tmp_path / "c.json"
+    cfg.save(path)
+    assert load_config(path) == cfg  # JSON round trip
+    assert json.loads(path.read_text())["train"]["steps"] == 7
+
+
+def test_yaml_file_and_override_precedence(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  steps: 3\n  batch_size: 2\nmodel:\n  channels: 16\n")
+    cfg = load_config(path, ["train.steps=5"])
+    assert (cfg.train.steps, cfg.train.batch_size, cfg.model.channels) == (5, 2, 16)
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["train.stepz=3"], "unknown config key 'train.stepz' (did you mean 'steps'?)"),
+    (["trian.steps=3"], "unknown config key 'trian'"),
+    (["train.steps=abc"], "config key 'train.steps' must be an integer, got 'abc'"),
+    (["train.steps=1.5"], "must be an integer"),
+    (["train.lr=fast"], "config key 'train.lr' must be a number"),
+    (["model.channel_mults=x"], "must be a list"),
+    (["diffusion.objective=score"], "diffusion.objective must be eps, v or x0"),
+    (["data.size=30"], "data.size 30 must be divisible"),
+    (["model.channel_mults=[1,2]"], "must lie in 0..1 (one level per entry of channel_mults)"),
+    (["train"], "must look like section.key=value"),
+    (["train=3"], "section 'train' must be a mapping"),
+])
+def test_bad_configs_give_one_line_errors(overrides, message):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, overrides)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [1, 2\n")
+    with pytest.raises(ConfigError, match="cannot parse config"):
+        load_config(bad)
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_config(listy)
+
+
+def test_shipped_demo_preset_is_valid():
+    from vidiff.cli import _config_path
+
+    cfg = load_config(_config_path("demo"))
+    assert isinstance(cfg, RunConfig) and cfg.data.num_frames == 16 and cfg.data.size == 32

@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+import torch
+
+from vidiff.data import BouncingShapes
+from vidiff.data.shapes import COLOR_NAMES, SHAPES, bounce
+
+
+def test_items_are_deterministic_and_well_formed():
+    a, b = BouncingShapes(seed=3), BouncingShapes(seed=3)
+    item = a[17]
+    assert torch.equal(item["video"], b[17]["video"])
+    assert not torch.equal(item["video"], BouncingShapes(seed=4)[17]["video"])
+    v = item["video"]
+    assert v.shape == (3, 16, 32, 32) and v.dtype == torch.float32
+    assert v.min() >= -1 and v.max() <= 1 and v.min() == -1  # black background
+    n = item["num_objects"]
+    assert 1 <= n <= 3
+    assert (item["label_shape"][:n] >= 0).all() and (item["label_shape"][n:] == -1).all()
+    assert item["centers"].shape == (16, 3, 2) and item["velocity"].shape == (3, 2)
+    words = item["caption"].replace(",", "").split()
+    assert sum(w in SHAPES for w in words) == n and sum(w in COLOR_NAMES for w in words) == n
+
+
+def test_colours_are_distinct_and_size_64_works():
+    ds = BouncingShapes(size=64, num_frames=8, max_objects=3)
+    for i in range(30):
+        item = ds[i]
+        n = item["num_objects"]
+        assert len(set(item["label_color"][:n].tolist())) == n
+        assert item["video"].shape == (3, 8, 64, 64)
+
+
+def test_caption_names_the_rendered_colour():
+    ds = BouncingShapes(max_objects=1)
+    item = ds[0]
+    colour = COLOR_NAMES[item["label_color"][0]]
+    assert colour in item["caption"]
+    # the brightest channel where the object sits matches the colour name
+    cx, cy = item["centers"][0, 0].round().long().tolist()
+    rgb = item["video"][:, 0, cy, cx]
+    assert rgb.max() > 0.5
+
+
+def test_bounce_is_elastic_and_stays_inside():
+    start, vel = np.array([[2.0, 5.0]]), np.array([[1.5, -0.7]])
+    lo, hi = np.array([[1.0, 1.0]]), np.array([[9.0, 9.0]])
+    pos = bounce(start, vel, lo, hi, np.arange(40.0))  # (F, 1, 2)
+    assert (pos >= lo - 1e-9).all() and (pos <= hi + 1e-9).all()
+    speed = np.abs(np.diff(pos, axis=0))
+    # away from walls the per-frame displacement equals the velocity; at a wall it folds back
+    assert np.isclose(np.median(speed[:, 0, 0]), 1.5) and np.isclose(np.median(speed[:, 0, 1]), 0.7)
+    assert (speed[:, 0, 0] <= 1.5 + 1e-9).all()
+
+
+def test_objects_move_smoothly_in_the_pixels():
+    """The rendered centroid of a single object follows its metadata centre to sub-pixel accuracy."""
+    ds = BouncingShapes(max_objects=1, num_frames=16)
+    item = ds[5]
+    mass = ((item["video"] + 1) / 2).sum(0)  # (F, H, W)
+    ys, xs = torch.meshgrid(torch.arange(32.0) + 0.5, torch.arange(32.0) + 0.5, indexing="ij")
+    cx = (mass * xs).sum((1, 2)) / mass.sum((1, 2))
+    cy = (mass * ys).sum((1, 2)) / mass.sum((1, 2))
+    centre = item["centers"][:, 0]
+    if ds.objects(5)["shapes"][0] != "triangle":  # a triangle's centroid is not its circumcentre
+        assert torch.allclose(cx, centre[:, 0], atol=0.25) and torch.allclose(cy, centre[:, 1], atol=0.25)
+
+
+def test_bad_parameters_are_refused():
+    with pytest.raises(ValueError):
+        BouncingShapes(max_objects=9)
+    with pytest.raises(IndexError):
+        BouncingShapes(length=5)[5]

@@ -1,0 +1,139 @@
+"""Schedules and sampler steps against an independent reference: diffusers' DDPMScheduler / DDIMScheduler."""
+
+import pytest
+import torch
+
+from vidiff.diffusion import (Denoiser, Objective, ddim_step, ddpm_step, make_alphas_cumprod, q_sample,
+                              sampling_timesteps, to_x0_eps, training_target)
+from vidiff.diffusion.samplers import sample
+
+diffusers = pytest.importorskip("diffusers")
+
+DIFFUSERS_SCHEDULE = {"linear": "linear", "cosine": "squaredcos_cap_v2"}
+PREDICTION_TYPE = {"eps": "epsilon", "v": "v_prediction", "x0": "sample"}
+
+
+def _scheduler(cls, schedule, objective, T=1000, **kw):
+    sch = cls(num_train_timesteps=T, beta_schedule=DIFFUSERS_SCHEDULE[schedule],
+              prediction_type=PREDICTION_TYPE[objective], clip_sample=False, **kw)
+    # Same betas, held in float64 on both sides: the comparison is of the step algebra, not of
+    # float32 rounding (near t = 0, 1 - alpha_bar in float32 loses ~4 digits in diffusers' tables).
+    sch.betas, sch.alphas, sch.alphas_cumprod = sch.betas.double(), sch.alphas.double(), sch.alphas_cumprod.double()
+    return sch
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+@pytest.mark.parametrize("T", [1000, 250])
+def test_alphas_cumprod_match_diffusers(schedule, T):
+    # Our linear schedule rescales Ho et al.'s betas for T != 1000 (as improved-diffusion does).
+    scale = 1000 / T
+    ref = _scheduler(diffusers.DDPMScheduler, schedule, "eps", T=T, beta_start=scale * 1e-4,
+                     beta_end=scale * 0.02).alphas_cumprod.double()
+    ours = make_alphas_cumprod(schedule, T)
+    assert torch.allclose(ours, ref, atol=1e-6, rtol=1e-5)
+
+
+def _pred(objective, x0, eps, a):
+    return training_target(Objective(objective), x0, eps, a.expand(x0.shape[0]))
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+@pytest.mark.parametrize("objective", ["eps", "v", "x0"])
+@pytest.mark.parametrize("t,t_prev", [(999, 979), (500, 480), (20, 0), (0, -1)])
+def test_ddim_step_matches_diffusers(schedule, objective, t, t_prev):
+    T, n = 1000, 50
+    sch = _scheduler(diffusers.DDIMScheduler, schedule, objective, timestep_spacing="trailing")
+    sch.set_timesteps(n)
+    assert t - T // n == t_prev or t == 0  # diffusers' step goes from t to t - T/n
+    g = torch.Generator().manual_seed(t)
+    x_t = torch.randn(2, 3, 4, 8, 8, generator=g)
+    model_out = torch.randn(2, 3, 4, 8, 8, generator=g)
+    noise = torch.randn(2, 3, 4, 8, 8, generator=g)
+    a = sch.alphas_cumprod.double()
+    a_t = a[t]
+    a_prev = a[t_prev] if t_prev >= 0 else torch.tensor(1.0, dtype=torch.float64)
+    x0, eps = to_x0_eps(Objective(objective), model_out, x_t, a_t.float().expand(2))
+    for eta in (0.0, 0.7):
+        if t == 0:
+            continue  # diffusers computes prev = -20 for t=0 with n=50; covered by (20, 0) and (0, -1) below
+        ref = sch.step(model_out, t, x_t, eta=eta, variance_noise=noise).prev_sample
+        ours = ddim_step(x_t, x0, eps, a_t, a_prev, eta=eta, noise=noise)
+        assert torch.allclose(ours, ref, atol=1e-5), (eta, (ours - ref).abs().max())
+    if t == 0:  # the last step returns the x0 estimate
+        assert torch.allclose(ddim_step(x_t, x0, eps, a_t, a_prev), x0, atol=1e-5)
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+@pytest.mark.parametrize("objective", ["eps", "v", "x0"])
+@pytest.mark.parametrize("num_steps,t", [(1000, 999), (1000, 400), (1000, 1), (1000, 0), (50, 500)])
+def test_ddpm_step_matches_diffusers(schedule, objective, num_steps, t):
+    T = 1000
+    sch = _scheduler(diffusers.DDPMScheduler, schedule, objective, variance_type="fixed_small")
+    sch.set_timesteps(num_steps)
+    t_prev = t - T // num_steps
+    g = torch.Generator().manual_seed(1000 + t)
+    x_t = torch.randn(2, 3, 4, 8, 8, generator=g)
+    model_out = torch.randn(2, 3, 4, 8, 8, generator=g)
+    a = sch.alphas_cumprod.double()
+    a_t = a[t]
+    a_prev = a[t_prev] if t_prev >= 0 else torch.tensor(1.0, dtype=torch.float64)
+    ref = sch.step(model_out, t, x_t, generator=torch.Generator().manual_seed(7)).prev_sample
+    noise = torch.randn(x_t.shape, generator=torch.Generator().manual_seed(7)) if t > 0 else None
+    x0, _ = to_x0_eps(Objective(objective), model_out, x_t, a_t.float().expand(2))
+    ours = ddpm_step(x_t, x0, a_t, a_prev, noise)
+    assert torch.allclose(ours, ref, atol=1e-5), (ours - ref).abs().max()
+
+
+@pytest.mark.parametrize("spacing", ["trailing", "leading"])
+@pytest.mark.parametrize("n", [1, 10, 50, 1000])
+def test_timesteps_match_diffusers(spacing, n):
+    sch = diffusers.DDIMScheduler(num_train_timesteps=1000, timestep_spacing=spacing)
+    sch.set_timesteps(n)
+    assert sampling_timesteps(1000, n, spacing) == sch.timesteps.tolist()
+
+
+def test_full_ddim_loop_matches_diffusers():
+    """A whole 20-step DDIM trajectory with a fixed analytic 'network' agrees with diffusers end to end."""
+    sch = _scheduler(diffusers.DDIMScheduler, "cosine", "v", timestep_spacing="trailing")
+    sch.set_timesteps(20)
+    net = lambda x, t, cond=None: 0.5 * x + 0.01 * t[:, None, None, None, None] / 1000  # noqa: E731
+    den = Denoiser(net, "cosine", 1000, "v")
+    x_T = torch.randn(1, 3, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    x = x_T.clone()
+    for t in sch.timesteps:
+        out = net(x, t.float().reshape(1))
+        x = sch.step(out, t, x).prev_sample
+    ours = sample(den, x_T.shape, den.alphas_cumprod, "ddim", 20, x_T=x_T.clone(), clip_x0=False)
+    assert torch.allclose(ours, x, atol=1e-4), (ours - x).abs().max()
+
+
+@pytest.mark.parametrize("objective", ["eps", "v", "x0"])
+def test_prediction_conversions_round_trip(objective):
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn(3, 3, 2, 4, 4, generator=g)
+    eps = torch.randn(3, 3, 2, 4, 4, generator=g)
+    a = torch.tensor([0.9, 0.5, 0.02])
+    x_t = q_sample(x0, a, eps)
+    pred = training_target(Objective(objective), x0, eps, a)
+    x0_hat, eps_hat = to_x0_eps(Objective(objective), pred, x_t, a)
+    assert torch.allclose(x0_hat, x0, atol=1e-4) and torch.allclose(eps_hat, eps, atol=1e-4)
+
+
+def test_sampling_is_deterministic_under_a_generator():
+    den = Denoiser(lambda x, t, c=None: 0.1 * x, "cosine", 100, "eps")
+    shape = (2, 3, 4, 8, 8)
+    runs = [sample(den, shape, den.alphas_cumprod, s, 10, eta=1.0, generator=torch.Generator().manual_seed(3))
+            for s in ("ddpm", "ddpm", "ddim", "ddim")]
+    assert torch.equal(runs[0], runs[1]) and torch.equal(runs[2], runs[3])
+    assert not torch.equal(runs[0], runs[2])
+
+
+def test_min_snr_weighting_per_objective():
+    from vidiff.diffusion.objectives import loss_weight
+
+    snr = torch.tensor([0.1, 5.0, 100.0])
+    # Every objective's weighted loss equals min(snr, gamma) * ||x0 - x0_hat||^2 (Hang et al. 2023).
+    assert torch.allclose(loss_weight(Objective.X0, snr, 5.0), torch.tensor([0.1, 5.0, 5.0]))
+    assert torch.allclose(loss_weight(Objective.EPS, snr, 5.0) * snr, torch.tensor([0.1, 5.0, 5.0]))
+    assert torch.allclose(loss_weight(Objective.V, snr, 5.0) * (snr + 1), torch.tensor([0.1, 5.0, 5.0]))
+    assert torch.equal(loss_weight(Objective.V, snr, None), torch.ones(3))

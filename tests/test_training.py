@@ -1,0 +1,114 @@
+"""Training: learning works at all, resume is exact, checkpoints are safe."""
+
+import csv
+
+import pytest
+import torch
+
+from vidiff.build import build_denoiser
+from vidiff.config import load_config
+from vidiff.errors import CheckpointError
+from vidiff.training import train
+from vidiff.training.checkpoint import checkpoint_dirs, load_into, load_tensors, save_tensors
+from vidiff.training.loop import StepBatchSampler, lr_at
+
+
+def test_overfits_one_fixed_batch():
+    """The classic sanity check: with batch, timesteps and noise fixed, the loss must fall 10x."""
+    cfg = load_config(None, ["model.channels=16", "model.channel_mults=[1,2]", "model.spatial_attention_levels=[1]",
+                             "model.temporal_attention_levels=[1]", "model.head_dim=8", "diffusion.objective=eps",
+                             "diffusion.min_snr_gamma=null"])
+    torch.manual_seed(0)
+    den = build_denoiser(cfg)
+    from vidiff.data import BouncingShapes
+
+    ds = BouncingShapes(num_frames=4, size=16, max_objects=1)
+    x0 = torch.stack([ds[i]["video"] for i in range(2)])
+    t = torch.tensor([100, 600])
+    noise = torch.randn_like(x0)
+    opt = torch.optim.Adam(den.net.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(300):
+        loss = den.loss(x0, t, noise).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] / 10, (losses[0], losses[-1])
+
+
+def test_lr_schedule():
+    cfg = load_config(None, ["train.steps=100", "train.warmup_steps=10", "train.lr=1.0", "train.lr_min_ratio=0.1"]).train
+    assert lr_at(0, cfg) == pytest.approx(0.1) and lr_at(9, cfg) == pytest.approx(1.0)
+    assert lr_at(10, cfg) == pytest.approx(1.0) and lr_at(100, cfg) == pytest.approx(0.1)
+
+
+def test_batches_are_a_function_of_the_step():
+    s = StepBatchSampler(length=10, batch_size=4, seed=1)
+    it = iter(s)
+    batches = [next(it) for _ in range(5)]
+    assert batches[3] == StepBatchSampler(10, 4, 1, start_step=3).batch(3) == next(iter(StepBatchSampler(10, 4, 1, 3)))
+    flat = sum(batches, [])
+    assert sorted(flat[:10]) == list(range(10))  # epoch 0 is a permutation
+    # ranks take disjoint slices of the same global batch
+    r0, r1 = StepBatchSampler(100, 4, 1, rank=0, world=2).batch(2), StepBatchSampler(100, 4, 1, rank=1, world=2).batch(2)
+    assert not set(r0) & set(r1)
+
+
+def test_train_writes_a_run_folder(tiny_config, tmp_path):
+    summary = train(tiny_config, tmp_path / "run", progress=False)
+    run = tmp_path / "run"
+    assert summary["step"] == 6
+    for name in ("config.json", "model.safetensors", "loss.csv", "train_summary.json"):
+        assert (run / name).is_file(), name
+    assert [p.name for p in checkpoint_dirs(run)] == ["step_00000003", "step_00000006"]
+    rows = list(csv.DictReader(open(run / "loss.csv")))
+    assert len(rows) == 6 and all(float(r["loss"]) > 0 for r in rows)
+    assert list((run / "previews").glob("*.gif"))
+    with pytest.raises(CheckpointError, match="already holds a run"):
+        train(tiny_config, run, progress=False)
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny_config, tmp_path):
+    train(tiny_config, tmp_path / "full", progress=False)
+    train(tiny_config, tmp_path / "split", progress=False, max_steps=3)  # "killed" after step 3
+    assert checkpoint_dirs(tmp_path / "split")[-1].name == "step_00000003"
+    train(tiny_config, tmp_path / "split", resume=True, progress=False)
+    for name in ("model.safetensors", "ema.safetensors", "optimizer.safetensors"):
+        a = load_tensors(checkpoint_dirs(tmp_path / "full")[-1] / name)
+        b = load_tensors(checkpoint_dirs(tmp_path / "split")[-1] / name)
+        assert a.keys() == b.keys()
+        for k in a:
+            assert torch.equal(a[k], b[k]), (name, k)
+
+
+def test_resume_refuses_a_different_model(tiny_config, tmp_path):
+    train(tiny_config, tmp_path / "run", progress=False, max_steps=3)
+    other = load_config(None, [f"{k}" for k in []])
+    other.data, other.diffusion, other.train = tiny_config.data, tiny_config.diffusion, tiny_config.train
+    with pytest.raises(CheckpointError, match="'model' config differs"):
+        train(other, tmp_path / "run", resume=True, progress=False)
+    with pytest.raises(CheckpointError, match="no config.json"):
+        train(tiny_config, tmp_path / "nothing", resume=True, progress=False)
+
+
+def test_weights_loading_is_safe_and_names_mismatches(tiny_config, tmp_path):
+    den = build_denoiser(tiny_config)
+    state = den.net.state_dict()
+    pt = tmp_path / "weights.pt"
+    torch.save(state, pt)
+    with pytest.raises(CheckpointError, match="refusing to load weights.pt"):
+        load_tensors(pt)
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\x00" * 100)
+    with pytest.raises(CheckpointError, match="not a valid safetensors file"):
+        load_tensors(junk)
+    key = next(iter(state))
+    bad = dict(state)
+    bad[key] = torch.zeros(3, 3)
+    save_tensors(tmp_path / "bad.safetensors", bad)
+    with pytest.raises(CheckpointError, match=f"tensor '{key}' has shape"):
+        load_into(den.net, load_tensors(tmp_path / "bad.safetensors"))
+    del bad[key]
+    with pytest.raises(CheckpointError, match=f"lacks tensor '{key}'"):
+        load_into(den.net, bad)

@@ -1,0 +1,269 @@
+"""Typed run configuration: dataclasses, YAML/JSON loading, `key=value` overrides and validation.
+
+A run is described by one `RunConfig` (data, model, diffusion, train). It is loaded from YAML,
+overridden from the command line with dotted keys (`train.steps=200 model.channels=32`), validated
+against the field types below, and saved as `config.json` beside every checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import yaml
+
+from vidiff.errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "shapes"  # "shapes" (built-in procedural data) or a folder of videos
+    num_frames: int = 16  # frames per clip
+    size: int = 32  # clips are size x size pixels
+    max_objects: int = 3  # shapes: 1..max_objects objects per clip
+    length: int = 100_000  # shapes: number of distinct clips (item i is fixed by seed and i)
+    seed: int = 0  # shapes: dataset seed (held-out splits use another seed)
+
+
+@dataclass
+class ModelConfig:
+    channels: int = 32  # channels at the highest resolution
+    channel_mults: tuple[int, ...] = (1, 2, 4)  # channel multiplier per resolution level
+    blocks_per_level: int = 1  # residual blocks per level on the way down (one more on the way up)
+    spatial_attention_levels: tuple[int, ...] = (2,)  # levels (0 = full resolution) with spatial self-attention
+    temporal_attention_levels: tuple[int, ...] = (1, 2)  # levels with temporal self-attention
+    head_dim: int = 32  # channels per attention head
+    temporal_conv: str = "factorized"  # "factorized" (2+1)D, "full" 3x3x3, or "none" (attention only)
+    patch_size: int = 1  # fold p x p pixels into channels at the input (space-to-depth) and unfold at the output
+    in_channels: int = 3  # video channels (RGB)
+    cond_channels: int = 0  # extra input channels concatenated to x_t (e.g. known frames + mask)
+    dropout: float = 0.0
+    emb_mult: int = 4  # timestep-embedding width = channels * emb_mult
+
+
+@dataclass
+class DiffusionConfig:
+    schedule: str = "cosine"  # "linear" (Ho et al. 2020) or "cosine" (Nichol & Dhariwal 2021)
+    timesteps: int = 1000  # number of discrete training timesteps T
+    objective: str = "v"  # what the network predicts: "eps", "v" or "x0"
+    min_snr_gamma: Optional[float] = 5.0  # min-SNR-gamma loss weighting (Hang et al. 2023); null = plain MSE
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000  # optimizer steps
+    batch_size: int = 8
+    lr: float = 1e-3  # peak AdamW learning rate
+    weight_decay: float = 0.0
+    warmup_steps: int = 100  # linear learning-rate warm-up
+    lr_decay: str = "cosine"  # "constant" or "cosine" decay to lr_min_ratio * lr after warm-up
+    lr_min_ratio: float = 0.1
+    grad_clip: float = 1.0  # max global gradient norm (0 = off)
+    ema_decay: float = 0.999  # EMA of weights; the effective decay warms up as min(decay, (1+n)/(10+n))
+    seed: int = 0
+    log_every: int = 10  # write loss.csv every N steps
+    checkpoint_every: int = 500  # save a resumable checkpoint every N steps (and at the end)
+    preview_every: int = 0  # write a preview gif every N steps (0 = only at the end)
+    preview_steps: int = 20  # DDIM steps for previews
+    time_budget_minutes: Optional[float] = None  # stop early (and checkpoint) when training time exceeds this
+    device: str = "auto"  # "auto" (CUDA if present, else CPU), "cpu", "cuda", "cuda:1", ...
+    precision: str = "fp32"  # "fp32" or "bf16" (autocast; CUDA only: bf16 is ~2x slower on CPUs without it)
+    compile: bool = False  # torch.compile the network (GPU; on CPU the first step takes minutes for no gain)
+    num_workers: int = 0  # DataLoader worker processes
+    threads: int = 0  # torch CPU threads (0 = torch's default)
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RunConfig":
+        return load_config(path)
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading, overrides, validation
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check `value` against the annotation `tp`, converting only where no information is lost."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"config key '{key}': bad value {value!r}")
+    if origin is tuple:
+        (item_tp, _ellipsis) = typing.get_args(tp)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key '{key}' must be a list, got {value!r}")
+        return tuple(_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value))
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"config key '{key}' must be true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"config key '{key}' must be an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 2e-4 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"config key '{key}' must be a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"config key '{key}' must be a string, got {value!r}")
+    raise ConfigError(f"config key '{key}': unsupported type {tp}")  # pragma: no cover
+
+
+def _unknown_key(key: str, known: list[str]) -> ConfigError:
+    name = key.rsplit(".", 1)[-1]
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(known)})"
+    return ConfigError(f"unknown config key '{key}'{hint}")
+
+
+def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
+    """Build dataclass `cls` from a nested dict, rejecting unknown keys and wrong types."""
+    if not isinstance(data, dict):
+        where = f"section '{prefix.rstrip('.')}'" if prefix else "the config"
+        raise ConfigError(f"{where} must be a mapping of keys to values, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        if not isinstance(key, str) or key not in fields:
+            raise _unknown_key(f"{prefix}{key}", list(fields))
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = from_dict(tp, value, f"{prefix}{key}.")
+        else:
+            kwargs[key] = _coerce(value, tp, f"{prefix}{key}")
+    obj = cls(**kwargs)
+    validate = getattr(obj, "validate", None)
+    if validate:
+        validate()
+    return obj
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`train.steps=200` -> (["train", "steps"], 200); the value is parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like section.key=value")
+    key, raw = text.split("=", 1)
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override '{text}' has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    for text in overrides:
+        path, value = parse_override(text)
+        node = data
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override '{text}': '{part}' is not a section")
+        node[path[-1]] = value
+    return data
+
+
+def read_mapping(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        text = path.read_text()
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as e:
+        raise ConfigError(f"cannot parse config {path}: {str(e).splitlines()[0]}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Load a RunConfig from YAML/JSON (or defaults when `path` is None) and apply overrides."""
+    data = read_mapping(path) if path is not None else {}
+    data = apply_overrides(data, overrides or [])
+    cfg = from_dict(RunConfig, data)
+    validate_run(cfg)
+    return cfg
+
+
+def validate_run(cfg: RunConfig) -> None:
+    """Value checks that types alone cannot express; each raises a one-line ConfigError."""
+    d, m, f, t = cfg.data, cfg.model, cfg.diffusion, cfg.train
+    checks = [
+        (d.num_frames >= 1, "data.num_frames must be >= 1"),
+        (d.size >= 8, "data.size must be >= 8"),
+        (1 <= d.max_objects <= 6, "data.max_objects must be between 1 and 6"),
+        (d.length >= 1, "data.length must be >= 1"),
+        (m.channels >= 4, "model.channels must be >= 4"),
+        (len(m.channel_mults) >= 1 and all(x >= 1 for x in m.channel_mults), "model.channel_mults must be positive"),
+        (m.blocks_per_level >= 1, "model.blocks_per_level must be >= 1"),
+        (m.temporal_conv in ("factorized", "full", "none"), "model.temporal_conv must be factorized, full or none"),
+        (all(0 <= lv < len(m.channel_mults) for lv in m.spatial_attention_levels + m.temporal_attention_levels),
+         f"model.spatial_attention_levels {list(m.spatial_attention_levels)} and temporal_attention_levels "
+         f"{list(m.temporal_attention_levels)} must lie in 0..{len(m.channel_mults) - 1} "
+         f"(one level per entry of channel_mults)"),
+        (m.head_dim >= 1, "model.head_dim must be >= 1"),
+        (f.schedule in ("linear", "cosine"), "diffusion.schedule must be linear or cosine"),
+        (f.objective in ("eps", "v", "x0"), "diffusion.objective must be eps, v or x0"),
+        (f.timesteps >= 2, "diffusion.timesteps must be >= 2"),
+        (f.min_snr_gamma is None or f.min_snr_gamma > 0, "diffusion.min_snr_gamma must be > 0 or null"),
+        (t.steps >= 1, "train.steps must be >= 1"),
+        (t.batch_size >= 1, "train.batch_size must be >= 1"),
+        (t.lr > 0, "train.lr must be > 0"),
+        (0.0 <= t.ema_decay < 1.0, "train.ema_decay must be in [0, 1)"),
+        (t.lr_decay in ("constant", "cosine"), "train.lr_decay must be constant or cosine"),
+        (t.precision in ("fp32", "bf16"), "train.precision must be fp32 or bf16"),
+        (t.checkpoint_every >= 1 and t.log_every >= 1, "train.checkpoint_every and train.log_every must be >= 1"),
+    ]
+    levels = len(m.channel_mults)
+    factor = m.patch_size * 2 ** (levels - 1)
+    if m.patch_size < 1 or d.size % factor != 0:
+        checks.append((False, f"data.size {d.size} must be divisible by patch_size * 2^(levels-1) = {factor}"))
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)

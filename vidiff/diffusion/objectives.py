@@ -1,0 +1,108 @@
+"""What the network predicts (eps, v or x0), the conversions between them, and the training loss.
+
+The network never sees the schedule; `Denoiser` wraps it and turns its raw output into the
+(x0, eps) estimates that samplers and guidance work with (EDM / k-diffusion style preconditioning).
+v is Salimans & Ho 2022: v = sqrt(a) eps - sqrt(1 - a) x0, with a = alpha_bar_t.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+from vidiff.diffusion.schedules import append_dims, make_alphas_cumprod, q_sample
+
+
+class Objective(str, enum.Enum):
+    EPS = "eps"
+    V = "v"
+    X0 = "x0"
+
+
+def training_target(objective: Objective, x0: torch.Tensor, noise: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
+    a = append_dims(alpha_bar.to(x0.dtype), x0.ndim)
+    if objective == Objective.EPS:
+        return noise
+    if objective == Objective.X0:
+        return x0
+    return a.sqrt() * noise - (1 - a).sqrt() * x0
+
+
+def to_x0_eps(objective: Objective, pred: torch.Tensor, x_t: torch.Tensor, alpha_bar: torch.Tensor):
+    """Turn a network prediction into (x0_hat, eps_hat), given x_t and alpha_bar_t of shape (B,)."""
+    a = append_dims(alpha_bar.to(pred.dtype), pred.ndim)
+    sa, s1a = a.sqrt(), (1 - a).sqrt()
+    if objective == Objective.EPS:
+        eps = pred
+        x0 = (x_t - s1a * eps) / sa
+    elif objective == Objective.X0:
+        x0 = pred
+        eps = (x_t - sa * x0) / s1a
+    else:  # v: x0 = sqrt(a) x_t - sqrt(1-a) v, eps = sqrt(a) v + sqrt(1-a) x_t
+        x0 = sa * x_t - s1a * pred
+        eps = sa * pred + s1a * x_t
+    return x0, eps
+
+
+def loss_weight(objective: Objective, snr: torch.Tensor, min_snr_gamma: Optional[float]) -> torch.Tensor:
+    """Min-SNR-gamma weighting (Hang et al. 2023, eq. 9) expressed for each objective's MSE."""
+    if min_snr_gamma is None:
+        return torch.ones_like(snr)
+    clipped = snr.clamp(max=min_snr_gamma)
+    if objective == Objective.EPS:
+        return clipped / snr
+    if objective == Objective.V:
+        return clipped / (snr + 1)
+    return clipped
+
+
+class Denoiser(nn.Module):
+    """Wraps a network `net(x_t, c_noise, cond) -> pred` with a discrete schedule and an objective.
+
+    `forward` returns (x0_hat, eps_hat); `loss` returns one value per sample (EDM style: the
+    training loop reduces). The network is conditioned on c_noise = t (the timestep as a float).
+    """
+
+    def __init__(self, net: nn.Module, schedule: str = "cosine", timesteps: int = 1000, objective: str = "v",
+                 min_snr_gamma: Optional[float] = None):
+        super().__init__()
+        self.net = net
+        self.objective = Objective(objective)
+        self.min_snr_gamma = min_snr_gamma
+        self.num_timesteps = timesteps
+        self.register_buffer("alphas_cumprod", make_alphas_cumprod(schedule, timesteps), persistent=False)
+
+    def alpha_bar(self, t: torch.Tensor) -> torch.Tensor:
+        return self.alphas_cumprod.to(t.device)[t].float()
+
+    def predict(self, x_t: torch.Tensor, t: torch.Tensor, cond: Optional[torch.Tensor] = None,
+                net: Optional[Callable] = None) -> torch.Tensor:
+        # x_t: (B, C, F, H, W), t: (B,) long -> raw network output (B, C, F, H, W).
+        # `net` replaces self.net for this call (a DDP- or torch.compile-wrapped copy of it).
+        return (net or self.net)(x_t, t.float(), cond)
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: Optional[torch.Tensor] = None):
+        pred = self.predict(x_t, t, cond).float()
+        return to_x0_eps(self.objective, pred, x_t.float(), self.alpha_bar(t))
+
+    def loss(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, cond: Optional[torch.Tensor] = None,
+             loss_mask: Optional[torch.Tensor] = None, net: Optional[Callable] = None) -> torch.Tensor:
+        """Per-sample weighted MSE, shape (B,). `loss_mask` (broadcastable to x0) marks the elements that count."""
+        alpha_bar = self.alpha_bar(t)
+        x_t = q_sample(x0, alpha_bar, noise)
+        pred = self.predict(x_t, t, cond, net).float()
+        target = training_target(self.objective, x0, noise, alpha_bar)
+        err = (pred - target) ** 2
+        if loss_mask is None:
+            mse = err.flatten(1).mean(1)
+        else:
+            m = loss_mask.expand_as(err).float()
+            mse = (err * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp(min=1)
+        snr = alpha_bar / (1 - alpha_bar)
+        return mse * loss_weight(self.objective, snr, self.min_snr_gamma)
+
+
+DenoiseFn = Callable[[torch.Tensor, torch.Tensor], tuple]  # (x_t, t) -> (x0_hat, eps_hat)

@@ -1,0 +1,133 @@
+"""Samplers are plain functions of a denoiser (k-diffusion style).
+
+`denoise(x_t, t) -> (x0_hat, eps_hat)` with x_t of shape (B, C, F, H, W) and t a (B,) long tensor.
+Guidance (classifier-free, reconstruction) wraps `denoise`; samplers never know about it.
+The step functions below are checked against diffusers' DDPMScheduler / DDIMScheduler in the tests.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+
+from vidiff.diffusion.schedules import append_dims
+
+DenoiseFn = Callable[[torch.Tensor, torch.Tensor], tuple]
+
+
+def sampling_timesteps(num_train_timesteps: int, num_steps: int, spacing: str = "trailing") -> list[int]:
+    """Descending timesteps to visit. "trailing" starts at T-1 (Lin et al. 2024, table 2), "leading" at T - T/n."""
+    if not 1 <= num_steps <= num_train_timesteps:
+        raise ValueError(f"number of sampling steps must be in 1..{num_train_timesteps}, got {num_steps}")
+    if spacing == "trailing":
+        ts = torch.arange(num_train_timesteps, 0, -num_train_timesteps / num_steps).round().long() - 1
+        return ts.tolist()
+    if spacing == "leading":
+        step = num_train_timesteps // num_steps
+        return list(range(0, num_steps * step, step))[::-1]
+    raise ValueError(f"unknown timestep spacing {spacing!r}")
+
+
+def _alpha(alphas_cumprod: torch.Tensor, t: int) -> torch.Tensor:
+    # alpha_bar for t >= 0, and 1 for the "step past the end" t = -1 (diffusers' set_alpha_to_one)
+    return alphas_cumprod[t] if t >= 0 else torch.ones((), dtype=alphas_cumprod.dtype)
+
+
+def ddim_step(x_t: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, a_t: torch.Tensor, a_prev: torch.Tensor,
+              eta: float = 0.0, noise: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Song et al. 2021, eq. 12: x_{t-1} = sqrt(a_prev) x0 + sqrt(1 - a_prev - sigma^2) eps + sigma z,
+    with sigma = eta * sqrt((1 - a_prev) / (1 - a_t)) * sqrt(1 - a_t / a_prev) (eq. 16)."""
+    a_t, a_prev = a_t.double(), a_prev.double()
+    sigma = eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)).sqrt()
+    x_prev = a_prev.sqrt().float() * x0 + (1 - a_prev - sigma**2).clamp(min=0).sqrt().float() * eps
+    if eta > 0 and noise is not None:
+        x_prev = x_prev + sigma.float() * noise
+    return x_prev
+
+
+def ddpm_step(x_t: torch.Tensor, x0: torch.Tensor, a_t: torch.Tensor, a_prev: torch.Tensor,
+              noise: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Ancestral step from the posterior q(x_{t-1} | x_t, x0) (Ho et al. 2020, eq. 6-7), 'fixed small' variance.
+    Works for strided timesteps: the per-step beta is 1 - a_t / a_prev."""
+    a_t, a_prev = a_t.double(), a_prev.double()
+    alpha = a_t / a_prev
+    beta = 1 - alpha
+    coef_x0 = (a_prev.sqrt() * beta / (1 - a_t)).float()
+    coef_xt = (alpha.sqrt() * (1 - a_prev) / (1 - a_t)).float()
+    mean = coef_x0 * x0 + coef_xt * x_t
+    var = ((1 - a_prev) / (1 - a_t) * beta).clamp(min=1e-20)
+    if noise is not None:
+        mean = mean + var.sqrt().float() * noise
+    return mean
+
+
+def _randn(shape, generator: Optional[torch.Generator], device, dtype=torch.float32) -> torch.Tensor:
+    gen_device = generator.device if generator is not None else device
+    return torch.randn(shape, generator=generator, device=gen_device, dtype=dtype).to(device)
+
+
+def _run(denoise: DenoiseFn, x: torch.Tensor, alphas_cumprod: torch.Tensor, timesteps: list[int], step,
+         generator, clip_x0: bool, callback, progress: bool):
+    from tqdm.auto import tqdm
+
+    alphas_cumprod = alphas_cumprod.detach().cpu().double()
+    B = x.shape[0]
+    it = tqdm(range(len(timesteps)), desc="sampling", leave=False, disable=not progress)
+    for i in it:
+        t = timesteps[i]
+        t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
+        a_t, a_prev = _alpha(alphas_cumprod, t), _alpha(alphas_cumprod, t_prev)
+        tt = torch.full((B,), t, dtype=torch.long, device=x.device)
+        with torch.no_grad():
+            x0, eps = denoise(x, tt)
+        if clip_x0:  # keep eps consistent with the clipped x0 (diffusers' use_clipped_model_output)
+            x0 = x0.clamp(-1, 1)
+            eps = (x - a_t.sqrt().float() * x0) / (1 - a_t).sqrt().float()
+        x = step(x, x0, eps, a_t, a_prev, t_prev)
+        if callback is not None:
+            callback({"i": i, "t": t, "x": x, "x0": x0})
+    return x
+
+
+def sample_ddim(denoise: DenoiseFn, x: torch.Tensor, alphas_cumprod: torch.Tensor, timesteps: list[int],
+                eta: float = 0.0, generator: Optional[torch.Generator] = None, clip_x0: bool = True,
+                callback=None, progress: bool = False) -> torch.Tensor:
+    """DDIM (Song et al. 2021) from x = x_T over the given descending timesteps; returns x_0."""
+
+    def step(x, x0, eps, a_t, a_prev, t_prev):
+        noise = _randn(x.shape, generator, x.device) if eta > 0 and t_prev >= 0 else None
+        return ddim_step(x, x0, eps, a_t, a_prev, eta, noise)
+
+    return _run(denoise, x, alphas_cumprod, timesteps, step, generator, clip_x0, callback, progress)
+
+
+def sample_ddpm(denoise: DenoiseFn, x: torch.Tensor, alphas_cumprod: torch.Tensor, timesteps: list[int],
+                generator: Optional[torch.Generator] = None, clip_x0: bool = True, callback=None,
+                progress: bool = False) -> torch.Tensor:
+    """DDPM ancestral sampling (Ho et al. 2020, alg. 2) over the given descending timesteps; returns x_0."""
+
+    def step(x, x0, eps, a_t, a_prev, t_prev):
+        noise = _randn(x.shape, generator, x.device) if t_prev >= 0 else None
+        return ddpm_step(x, x0, a_t, a_prev, noise)
+
+    return _run(denoise, x, alphas_cumprod, timesteps, step, generator, clip_x0, callback, progress)
+
+
+SAMPLERS = {"ddim": sample_ddim, "ddpm": sample_ddpm}
+
+
+def sample(denoise: DenoiseFn, shape: tuple, alphas_cumprod: torch.Tensor, sampler: str = "ddim",
+           num_steps: int = 50, eta: float = 0.0, generator: Optional[torch.Generator] = None,
+           device: torch.device | str = "cpu", clip_x0: bool = True, x_T: Optional[torch.Tensor] = None,
+           spacing: str = "trailing", callback=None, progress: bool = False) -> torch.Tensor:
+    """Draw x_T ~ N(0, I) of `shape` (B, C, F, H, W) and run `sampler` for `num_steps`; returns x_0 in [-1, 1]."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; choose from {sorted(SAMPLERS)}")
+    T = alphas_cumprod.shape[0]
+    timesteps = sampling_timesteps(T, num_steps, spacing)
+    x = x_T if x_T is not None else _randn(shape, generator, device)
+    kwargs = dict(generator=generator, clip_x0=clip_x0, callback=callback, progress=progress)
+    if sampler == "ddim":
+        kwargs["eta"] = eta
+    return SAMPLERS[sampler](denoise, x, alphas_cumprod, timesteps, **kwargs)

@@ -1,0 +1,47 @@
+"""Discrete noise schedules: beta_t for t = 0..T-1 and the cumulative products alpha_bar_t.
+
+The forward process is q(x_t | x_0) = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I) (Ho et al. 2020, eq. 4).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def linear_betas(timesteps: int) -> torch.Tensor:
+    """Ho et al. 2020, sec. 4: beta from 1e-4 to 0.02 over 1000 steps, rescaled for other T."""
+    scale = 1000 / timesteps
+    return torch.linspace(scale * 1e-4, scale * 0.02, timesteps, dtype=torch.float64)
+
+
+def cosine_betas(timesteps: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Tensor:
+    """Nichol & Dhariwal 2021, eq. 17: alpha_bar(t) = cos^2(((t/T + s) / (1 + s)) * pi/2), betas clipped."""
+
+    def alpha_bar(u: float) -> float:
+        return math.cos((u + s) / (1 + s) * math.pi / 2) ** 2
+
+    betas = [min(1 - alpha_bar((i + 1) / timesteps) / alpha_bar(i / timesteps), max_beta) for i in range(timesteps)]
+    return torch.tensor(betas, dtype=torch.float64)
+
+
+SCHEDULES = {"linear": linear_betas, "cosine": cosine_betas}
+
+
+def make_alphas_cumprod(schedule: str, timesteps: int) -> torch.Tensor:
+    """alpha_bar_t, float64 of shape (T,). Kept in float64 and cast where used, for parity with references."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; choose from {sorted(SCHEDULES)}")
+    return torch.cumprod(1.0 - SCHEDULES[schedule](timesteps), dim=0)
+
+
+def append_dims(x: torch.Tensor, ndim: int) -> torch.Tensor:
+    """Broadcast a (B,) tensor against a (B, ...) tensor of rank `ndim` (k-diffusion's append_dims)."""
+    return x.reshape(x.shape + (1,) * (ndim - x.ndim))
+
+
+def q_sample(x0: torch.Tensor, alpha_bar: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """x_t = sqrt(alpha_bar) x_0 + sqrt(1 - alpha_bar) eps, any rank; alpha_bar is (B,)."""
+    a = append_dims(alpha_bar.to(x0.dtype), x0.ndim)
+    return a.sqrt() * x0 + (1 - a).sqrt() * noise

@@ -1,0 +1,126 @@
+"""VideoUNet: a (2+1)D U-Net denoiser with factorized space-time attention.
+
+The network maps (x_t, c_noise, cond) to a tensor shaped like x_t. It knows nothing of noise
+schedules or objectives: `vidiff.diffusion.Denoiser` decides what c_noise is and what the output means.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from vidiff.config import ModelConfig
+from vidiff.models.layers import (Downsample, ResBlock, SpaceTimeConv, SpatialAttention, TemporalAttention,
+                                  Upsample, group_norm, timestep_embedding, zero_module)
+
+
+class _Level(nn.Module):
+    """The residual blocks of one resolution level, each optionally followed by spatial and temporal attention."""
+
+    def __init__(self, channels_in: list[int], cout: int, emb_dim: int, cfg: ModelConfig, spatial: bool, temporal: bool):
+        super().__init__()
+        self.blocks = nn.ModuleList()
+        for cin in channels_in:
+            layers = nn.ModuleList([ResBlock(cin, cout, emb_dim, cfg.temporal_conv, cfg.dropout)])
+            if spatial:
+                layers.append(SpatialAttention(cout, cfg.head_dim))
+            if temporal:
+                layers.append(TemporalAttention(cout, cfg.head_dim))
+            self.blocks.append(layers)
+
+
+def _apply(layers: nn.ModuleList, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+    h = layers[0](h, emb)
+    for attn in layers[1:]:
+        h = attn(h)
+    return h
+
+
+class VideoUNet(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.config = cfg
+        ch, mults, nb = cfg.channels, cfg.channel_mults, cfg.blocks_per_level
+        emb_dim = ch * cfg.emb_mult
+        self.time_mlp = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        p2 = cfg.patch_size**2
+        self.conv_in = SpaceTimeConv((cfg.in_channels + cfg.cond_channels) * p2, ch, "none")
+
+        # Encoder: remember the channels of every skip connection for the decoder.
+        skips = [ch]
+        self.down = nn.ModuleList()
+        self.downsample = nn.ModuleList()
+        cur = ch
+        for lv, m in enumerate(mults):
+            level = _Level([cur] + [ch * m] * (nb - 1), ch * m, emb_dim, cfg,
+                           lv in cfg.spatial_attention_levels, lv in cfg.temporal_attention_levels)
+            self.down.append(level)
+            cur = ch * m
+            skips += [cur] * nb
+            if lv < len(mults) - 1:
+                self.downsample.append(Downsample(cur))
+                skips.append(cur)
+
+        self.mid1 = ResBlock(cur, cur, emb_dim, cfg.temporal_conv, cfg.dropout)
+        self.mid_spatial = SpatialAttention(cur, cfg.head_dim)
+        self.mid_temporal = TemporalAttention(cur, cfg.head_dim)
+        self.mid2 = ResBlock(cur, cur, emb_dim, cfg.temporal_conv, cfg.dropout)
+
+        # Decoder: nb + 1 blocks per level, each eating one skip connection.
+        self.up = nn.ModuleList()
+        self.upsample = nn.ModuleList()
+        for lv, m in reversed(list(enumerate(mults))):
+            cins = []
+            for _ in range(nb + 1):
+                cins.append(cur + skips.pop())
+                cur = ch * m
+            self.up.append(_Level(cins, ch * m, emb_dim, cfg,
+                                  lv in cfg.spatial_attention_levels, lv in cfg.temporal_attention_levels))
+            if lv > 0:
+                self.upsample.append(Upsample(cur))
+
+        self.norm_out = group_norm(cur)
+        self.conv_out = zero_module(SpaceTimeConv(cur, cfg.in_channels * p2, "none"))
+
+    def forward(self, x: torch.Tensor, c_noise: torch.Tensor, cond: Optional[torch.Tensor] = None) -> torch.Tensor:
+        # x: (B, C, F, H, W), c_noise: (B,), cond: (B, cond_channels, F, H, W) or None -> (B, C, F, H, W)
+        if self.config.cond_channels:
+            if cond is None:
+                raise ValueError(f"this model needs {self.config.cond_channels} conditioning channels")
+            x = torch.cat([x, cond.to(x.dtype)], dim=1)
+        emb = self.time_mlp(timestep_embedding(c_noise, self.config.channels).to(x.dtype))  # (B, E)
+
+        p = self.config.patch_size
+        H, W = x.shape[-2:]
+        if H % (p * 2 ** (len(self.down) - 1)) or W % (p * 2 ** (len(self.down) - 1)):
+            raise ValueError(f"height and width must be divisible by {p * 2 ** (len(self.down) - 1)}, got {H}x{W}")
+        if p > 1:  # space-to-depth: (B, C, F, H, W) -> (B, C*p*p, F, H/p, W/p)
+            x = rearrange(x, "b c f (h p1) (w p2) -> b (c p1 p2) f h w", p1=p, p2=p)
+        h = self.conv_in(x)
+        hs = [h]
+        for lv, level in enumerate(self.down):
+            for layers in level.blocks:
+                h = _apply(layers, h, emb)
+                hs.append(h)
+            if lv < len(self.downsample):
+                h = self.downsample[lv](h)  # (B, C', F, H/2, W/2)
+                hs.append(h)
+
+        h = self.mid2(self.mid_temporal(self.mid_spatial(self.mid1(h, emb))), emb)
+
+        for i, level in enumerate(self.up):
+            for layers in level.blocks:
+                h = _apply(layers, torch.cat([h, hs.pop()], dim=1), emb)
+            if i < len(self.upsample):
+                h = self.upsample[i](h)
+        out = self.conv_out(F.silu(self.norm_out(h)))
+        if p > 1:  # depth-to-space back to full resolution
+            out = rearrange(out, "b (c p1 p2) f h w -> b c f (h p1) (w p2)", p1=p, p2=p)
+        return out
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())

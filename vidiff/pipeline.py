@@ -1,0 +1,89 @@
+"""VideoPipeline: load a trained run (or a shipped model) and generate videos.
+
+    pipe = VideoPipeline.from_pretrained("runs/demo")          # config.json + model.safetensors
+    out = pipe(num_videos=4, num_inference_steps=50, generator=torch.Generator().manual_seed(0))
+    write_video("out.mp4", out.videos[0], fps=8)                # out.videos: (N, C, F, H, W) in [-1, 1]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from vidiff.build import build_denoiser
+from vidiff.config import RunConfig, load_config
+from vidiff.diffusion import SAMPLERS, sample
+from vidiff.errors import CheckpointError, VidiffError
+from vidiff.io import to_frames
+from vidiff.training.checkpoint import CONFIG, WEIGHTS, load_into, load_tensors
+from vidiff.training.loop import resolve_device
+
+SHIPPED = ("shapes32",)  # models shipped inside the package, under vidiff/weights/NAME/
+
+
+def resolve_run(path_or_name: str | Path) -> Path:
+    """A run folder, or the name of a model shipped with vidiff."""
+    if str(path_or_name) in SHIPPED and not Path(path_or_name).exists():
+        return Path(str(resources.files("vidiff") / "weights" / str(path_or_name)))
+    path = Path(path_or_name)
+    if not path.is_dir():
+        hint = f" (shipped models: {', '.join(SHIPPED)})"
+        raise CheckpointError(f"run folder not found: {path}{hint}")
+    if not (path / CONFIG).is_file():
+        raise CheckpointError(f"{path} is not a vidiff run: it has no {CONFIG}")
+    if not (path / WEIGHTS).is_file():
+        raise CheckpointError(f"{path} has no {WEIGHTS} yet: train it first (a checkpoint writes the EMA weights there)")
+    return path
+
+
+@dataclass
+class VideoPipelineOutput:
+    videos: torch.Tensor  # (N, C, F, H, W) float in [-1, 1]
+
+    def frames(self) -> np.ndarray:
+        """uint8 (N, F, H, W, 3), the layout of video files and of samples.npy."""
+        return np.stack([to_frames(v) for v in self.videos])
+
+
+class VideoPipeline:
+    def __init__(self, denoiser, config: RunConfig, device: torch.device):
+        self.denoiser = denoiser.to(device).eval()
+        self.config = config
+        self.device = device
+
+    @classmethod
+    def from_pretrained(cls, path_or_name: str | Path, device: str = "auto") -> "VideoPipeline":
+        run = resolve_run(path_or_name)
+        cfg = load_config(run / CONFIG)
+        denoiser = build_denoiser(cfg)
+        load_into(denoiser.net, load_tensors(run / WEIGHTS), f"{run / WEIGHTS}")
+        return cls(denoiser, cfg, resolve_device(device))
+
+    @torch.no_grad()
+    def __call__(self, num_videos: int = 1, num_inference_steps: int = 50, sampler: str = "ddim", eta: float = 0.0,
+                 generator: Optional[torch.Generator] = None, batch_size: int = 16,
+                 progress: bool = True) -> VideoPipelineOutput:
+        if sampler not in SAMPLERS:
+            raise VidiffError(f"unknown sampler {sampler!r}; choose from {', '.join(sorted(SAMPLERS))}")
+        T = self.denoiser.num_timesteps
+        if not 1 <= num_inference_steps <= T:
+            raise VidiffError(f"number of steps must be between 1 and {T}, got {num_inference_steps}")
+        if num_videos < 1:
+            raise VidiffError(f"number of videos must be >= 1, got {num_videos}")
+        d, m = self.config.data, self.config.model
+        from tqdm.auto import tqdm
+
+        videos = []
+        chunks = range(0, num_videos, batch_size)
+        for start in tqdm(chunks, desc="videos", disable=not progress or len(chunks) == 1):
+            n = min(batch_size, num_videos - start)
+            shape = (n, m.in_channels, d.num_frames, d.size, d.size)
+            videos.append(sample(self.denoiser, shape, self.denoiser.alphas_cumprod, sampler=sampler,
+                                 num_steps=num_inference_steps, eta=eta, generator=generator, device=self.device,
+                                 progress=progress))
+        return VideoPipelineOutput(videos=torch.cat(videos).cpu())

@@ -1,0 +1,5 @@
+"""The training loop, EMA and checkpoints."""
+
+from vidiff.training.loop import train
+
+__all__ = ["train"]

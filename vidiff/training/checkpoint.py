@@ -1,0 +1,144 @@
+"""Run folders and checkpoints: safetensors for tensors, JSON for everything else; nothing is ever unpickled.
+
+A run folder holds:
+    config.json                  the RunConfig
+    model.safetensors            EMA weights of the latest checkpoint (what inference loads)
+    loss.csv                     step, loss, lr, grad_norm, videos/s, seconds
+    checkpoints/step_XXXXXXXX/   model, ema and optimizer .safetensors + state.json (resumable)
+    previews/                    preview gifs written during training
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Optional
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from vidiff.errors import CheckpointError
+
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+PICKLE_SUFFIXES = {".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin"}
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: Optional[dict] = None) -> None:
+    """Write safetensors atomically: a temporary file, fsync, then rename over the target."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    save_file(tensors, str(tmp), metadata={k: str(v) for k, v in (metadata or {}).items()})
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise CheckpointError(f"refusing to load {path.name}: pickle-based files can run code; vidiff loads only .safetensors")
+    if not path.is_file():
+        raise CheckpointError(f"weights file not found: {path}")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"cannot read {path}: not a valid safetensors file ({str(e).splitlines()[0][:120]})") from None
+
+
+def load_into(module: nn.Module, tensors: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """Copy tensors into `module`, naming the first missing, unexpected or mis-shaped tensor on mismatch."""
+    state = module.state_dict()
+    missing = [k for k in state if k not in tensors]
+    unexpected = [k for k in tensors if k not in state]
+    if missing or unexpected:
+        what = f"lacks tensor '{missing[0]}'" if missing else f"has unexpected tensor '{unexpected[0]}'"
+        raise CheckpointError(f"{source} does not match the model config: it {what} "
+                              f"({len(missing)} missing, {len(unexpected)} unexpected)")
+    for k, v in state.items():
+        if tuple(tensors[k].shape) != tuple(v.shape):
+            raise CheckpointError(f"{source} does not match the model config: tensor '{k}' has shape "
+                                  f"{tuple(tensors[k].shape)} in the file but {tuple(v.shape)} in the model")
+    with torch.no_grad():
+        for k, v in state.items():
+            v.copy_(tensors[k].to(v.dtype))
+
+
+def optimizer_to_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list]:
+    sd = optimizer.state_dict()
+    tensors = {}
+    for idx, st in sd["state"].items():
+        for name, value in st.items():
+            tensors[f"{idx}.{name}"] = value if isinstance(value, torch.Tensor) else torch.tensor(value)
+    return tensors, sd["param_groups"]
+
+
+def optimizer_from_tensors(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups: list) -> None:
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+def checkpoint_dirs(run_dir: str | Path) -> list[Path]:
+    """Complete checkpoints of a run, oldest first (a half-written one has no state.json)."""
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.glob("step_*") if p.is_dir() and (p / "state.json").is_file())
+
+
+def save_checkpoint(run_dir: str | Path, step: int, model: nn.Module, ema, optimizer: torch.optim.Optimizer,
+                    extra: Optional[dict] = None, keep: int = 3) -> Path:
+    """Write a resumable checkpoint into a temporary folder and rename it into place; keep the last `keep`."""
+    run_dir = Path(run_dir)
+    root = run_dir / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step_{step:08d}"
+    tmp = root / f".tmp_step_{step:08d}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    save_tensors(tmp / "model.safetensors", model.state_dict())
+    save_tensors(tmp / "ema.safetensors", ema.state_dict())
+    opt_tensors, groups = optimizer_to_tensors(optimizer)
+    save_tensors(tmp / "optimizer.safetensors", opt_tensors)
+    state = {"step": step, "ema_updates": ema.num_updates, "param_groups": groups, **(extra or {})}
+    (tmp / "state.json").write_text(json.dumps(state, indent=1))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    _fsync_dir(root)
+    # The inference weights: the EMA, next to config.json.
+    save_tensors(run_dir / WEIGHTS, ema.state_dict(), metadata={"step": step})
+    for old in checkpoint_dirs(run_dir)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def load_checkpoint(ckpt: Path, model: nn.Module, ema, optimizer: torch.optim.Optimizer) -> dict:
+    """Restore model, EMA and optimizer from a checkpoint folder; returns its state.json."""
+    try:
+        state = json.loads((ckpt / "state.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"checkpoint {ckpt} has no readable state.json ({e})") from None
+    load_into(model, load_tensors(ckpt / "model.safetensors"), f"checkpoint {ckpt.name}")
+    ema.load_state_dict(load_tensors(ckpt / "ema.safetensors"), state["ema_updates"])
+    optimizer_from_tensors(optimizer, load_tensors(ckpt / "optimizer.safetensors"), state["param_groups"])
+    return state

@@ -1,0 +1,251 @@
+"""The training loop, readable top to bottom (nanoGPT style).
+
+Determinism: the data order and every random draw of step n (timesteps, noise, dropout) are pure
+functions of (train.seed, n, rank), so a resumed run replays exactly what an uninterrupted run does.
+Multi-process training uses torch.distributed as launched by `torchrun` (NCCL on GPUs, gloo on CPUs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import math
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Iterator, Optional
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from vidiff.build import build_denoiser
+from vidiff.config import RunConfig, load_config
+from vidiff.data import build_dataset
+from vidiff.diffusion import sample
+from vidiff.errors import CheckpointError, ConfigError
+from vidiff.io import to_frames, video_grid, write_video
+from vidiff.training.checkpoint import CONFIG, checkpoint_dirs, load_checkpoint, save_checkpoint
+from vidiff.training.ema import EMA
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device={name} but CUDA is not available; use auto or cpu")
+    return device
+
+
+def step_seed(seed: int, step: int, rank: int = 0) -> int:
+    return (seed * 1_000_003 + step) * 64 + rank
+
+
+class StepBatchSampler(Sampler):
+    """Yields the index batches for steps start, start+1, ... of an endless sequence of shuffled epochs.
+
+    Batch n is a pure function of (seed, n, rank, world): resuming at step n needs no saved state.
+    """
+
+    def __init__(self, length: int, batch_size: int, seed: int, start_step: int = 0, rank: int = 0, world: int = 1):
+        self.length, self.batch_size, self.seed = length, batch_size, seed
+        self.start_step, self.rank, self.world = start_step, rank, world
+        self._perm: tuple[int, np.ndarray] | None = None
+
+    def _permutation(self, epoch: int) -> np.ndarray:
+        if self._perm is None or self._perm[0] != epoch:
+            self._perm = (epoch, np.random.default_rng([self.seed, epoch]).permutation(self.length))
+        return self._perm[1]
+
+    def batch(self, step: int) -> list[int]:
+        first = (step * self.world + self.rank) * self.batch_size
+        out = []
+        for k in range(first, first + self.batch_size):
+            out.append(int(self._permutation(k // self.length)[k % self.length]))
+        return out
+
+    def __iter__(self) -> Iterator[list[int]]:
+        step = self.start_step
+        while True:
+            yield self.batch(step)
+            step += 1
+
+
+def lr_at(step: int, cfg) -> float:
+    """Linear warm-up, then constant or cosine decay to lr_min_ratio * lr."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.lr_decay == "constant":
+        return cfg.lr
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    return cfg.lr * (cfg.lr_min_ratio + (1 - cfg.lr_min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _collate_videos(items: list[dict]) -> torch.Tensor:
+    return torch.stack([it["video"] for it in items])  # (B, C, F, H, W)
+
+
+def prepare_run_dir(cfg: RunConfig, run_dir: Path, resume: bool) -> RunConfig:
+    """Create the run folder and save config.json; on resume, check the saved config agrees."""
+    cfg_path = run_dir / CONFIG
+    if resume:
+        if not cfg_path.is_file():
+            raise CheckpointError(f"cannot resume: {run_dir} has no {CONFIG}")
+        saved = load_config(cfg_path)
+        for section in ("data", "model", "diffusion"):
+            if getattr(saved, section) != getattr(cfg, section):
+                raise CheckpointError(f"cannot resume {run_dir}: its '{section}' config differs from the one given")
+        if not checkpoint_dirs(run_dir):
+            raise CheckpointError(f"cannot resume: {run_dir} has no complete checkpoint")
+    elif checkpoint_dirs(run_dir):
+        raise CheckpointError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg.save(cfg_path)
+    return cfg
+
+
+@torch.no_grad()
+def write_preview(denoiser, ema: EMA, cfg: RunConfig, path: Path, device: torch.device, num: int = 4) -> None:
+    """Sample `num` videos from the EMA weights with a fixed seed and write them side by side as a gif."""
+    net = denoiser.net
+    backup = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    ema.copy_to(net)
+    net.eval()
+    d = cfg.data
+    g = torch.Generator().manual_seed(1234)
+    x = sample(denoiser, (num, cfg.model.in_channels, d.num_frames, d.size, d.size), denoiser.alphas_cumprod,
+               sampler="ddim", num_steps=cfg.train.preview_steps, generator=g, device=device)
+    net.load_state_dict(backup)
+    net.train()
+    frames = np.stack([to_frames(v) for v in x])
+    write_video(path, video_grid(frames, columns=num), fps=8, upscale=2)
+
+
+def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: bool = True,
+          max_steps: Optional[int] = None) -> dict:
+    """Train the denoiser described by `cfg`, writing everything into `run_dir`.
+
+    `max_steps` stops after that many steps of this call (the run's schedule still spans train.steps):
+    used to interrupt runs in tests. Returns a summary dict.
+    """
+    from tqdm.auto import tqdm
+
+    tc = cfg.train
+    run_dir = Path(run_dir)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    device = resolve_device(tc.device)
+    if world > 1:
+        import torch.distributed as dist
+
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if tc.threads > 0:
+        torch.set_num_threads(tc.threads)
+    is_main = rank == 0
+    if is_main:
+        prepare_run_dir(cfg, run_dir, resume)
+
+    dataset = build_dataset(cfg.data, "train")
+    denoiser = build_denoiser(cfg).to(device)
+    net = denoiser.net
+    ema = EMA(net, tc.ema_decay)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.9, 0.99))
+
+    start_step, seconds_before = 0, 0.0
+    if resume:
+        ckpt = checkpoint_dirs(run_dir)[-1]
+        state = load_checkpoint(ckpt, net, ema, optimizer)
+        start_step, seconds_before = state["step"], state.get("seconds", 0.0)
+        if is_main:
+            print(f"resumed {run_dir} from {ckpt.name} (step {start_step})")
+    if start_step >= tc.steps:
+        return {"step": start_step, "run_dir": str(run_dir), "message": "already finished"}
+
+    model = net
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    if tc.compile:
+        model = torch.compile(model)
+    autocast = contextlib.nullcontext()
+    if tc.precision == "bf16":
+        if device.type == "cuda":
+            autocast = torch.autocast("cuda", dtype=torch.bfloat16)
+        else:
+            warnings.warn("train.precision=bf16 is ignored on CPU (no native bf16: ~2x slower); training in fp32")
+
+    sampler = StepBatchSampler(len(dataset), tc.batch_size, tc.seed, start_step, rank, world)
+    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=_collate_videos, num_workers=tc.num_workers,
+                        pin_memory=device.type == "cuda", persistent_workers=tc.num_workers > 0)
+    batches = iter(loader)
+
+    log_path = run_dir / "loss.csv"
+    new_log = not (resume and log_path.exists())
+    log_file = open(log_path, "w" if new_log else "a", newline="") if is_main else None
+    log = csv.writer(log_file) if log_file else None
+    if log and new_log:
+        log.writerow(["step", "loss", "lr", "grad_norm", "videos_per_s", "seconds"])
+
+    end_step = tc.steps if max_steps is None else min(tc.steps, start_step + max_steps)
+    bar = tqdm(total=tc.steps, initial=start_step, desc="training", disable=not (progress and is_main),
+               dynamic_ncols=True)
+    t_start = time.perf_counter()
+    t_window, window_steps, window_loss = t_start, 0, 0.0
+    step = start_step
+    stopped_early = False
+    net.train()
+    while step < end_step:
+        torch.manual_seed(step_seed(tc.seed, step, rank))  # timesteps, noise and dropout of this step
+        x0 = next(batches).to(device, non_blocking=True)  # (B, C, F, H, W)
+        t = torch.randint(0, denoiser.num_timesteps, (x0.shape[0],), device=device)
+        noise = torch.randn_like(x0)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, tc)
+        with autocast:
+            loss = denoiser.loss(x0, t, noise, net=model).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), tc.grad_clip if tc.grad_clip > 0 else float("inf"))
+        optimizer.step()
+        ema.update(net)
+        step += 1
+        window_steps += 1
+        window_loss += loss.item()
+
+        if is_main and (step % tc.log_every == 0 or step == end_step):
+            now = time.perf_counter()
+            vps = window_steps * tc.batch_size * world / max(now - t_window, 1e-9)
+            log.writerow([step, f"{window_loss / window_steps:.6f}", f"{lr_at(step - 1, tc):.3e}",
+                          f"{float(grad_norm):.4f}", f"{vps:.2f}", f"{seconds_before + now - t_start:.1f}"])
+            log_file.flush()
+            bar.set_postfix(loss=f"{window_loss / window_steps:.4f}", vid_s=f"{vps:.1f}")
+            t_window, window_steps, window_loss = now, 0, 0.0
+        bar.update(1)
+
+        out_of_time = tc.time_budget_minutes is not None and time.perf_counter() - t_start > 60 * tc.time_budget_minutes
+        if out_of_time:
+            stopped_early = step < end_step
+            end_step = step
+        if is_main and (step % tc.checkpoint_every == 0 or step == end_step):
+            save_checkpoint(run_dir, step, net, ema, optimizer,
+                            extra={"seconds": seconds_before + time.perf_counter() - t_start})
+        if is_main and tc.preview_every and step % tc.preview_every == 0 and step != end_step:
+            write_preview(denoiser, ema, cfg, run_dir / "previews" / f"step_{step:08d}.gif", device)
+    bar.close()
+    seconds = time.perf_counter() - t_start
+    if is_main:
+        log_file.close()
+        write_preview(denoiser, ema, cfg, run_dir / "previews" / f"step_{step:08d}.gif", device)
+        summary = {"step": step, "seconds": round(seconds, 1), "stopped_early": stopped_early,
+                   "run_dir": str(run_dir), "parameters": net.num_parameters()}
+        (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=1))
+        return summary
+    return {"step": step}
