@@ -42,8 +42,58 @@ def cmd_train(args) -> int:
         cfg = load_config(out / "config.json", overrides)
     else:
         cfg = load_config(_config_path(config or "demo"), overrides)
+    if args.data is not None:
+        _use_data(cfg, args.data, args.workers, overrides)
+    elif args.workers is not None:
+        cfg.train.num_workers = args.workers
     summary = train(cfg, out, resume=args.resume, progress=not args.quiet)
+    if summary.get("interrupted_by"):
+        return 130 if summary["interrupted_by"] == "SIGINT" else 143
     print(f"trained {summary['step']} steps in {summary.get('seconds', 0):.0f} s -> {out}")
+    return 0
+
+
+def _use_data(cfg, data: str, workers, overrides: list[str]) -> None:
+    """`train --data PATH`: train on a folder of videos or a prepared cache, decoding in DataLoader workers."""
+    import os
+
+    from vidiff.config import validate_run
+    from vidiff.data.cache import is_cache
+
+    path = Path(data).expanduser()
+    if not path.exists():
+        raise VidiffError(f"--data {data}: no such folder, video file or cache")
+    cfg.data.dataset = str(path)
+    if workers is not None:
+        cfg.train.num_workers = workers
+    elif cfg.train.num_workers == 0 and not any(o.startswith("train.num_workers=") for o in overrides):
+        cfg.train.num_workers = min(4, max(1, (os.cpu_count() or 1) - 1))  # leave a core for the training step
+    validate_run(cfg)
+    kind = "prepared cache" if is_cache(path) else "videos decoded on the fly"
+    print(f"data: {path} ({kind}), {cfg.train.num_workers} DataLoader workers")
+
+
+def cmd_data_prepare(args) -> int:
+    from vidiff.data.cache import prepare
+
+    s = prepare(args.src, args.out, size=args.size, frames=args.frames, stride=args.stride, fps=args.fps,
+                short=args.short, max_clips_per_video=args.max_clips, image_fps=args.image_fps, workers=args.workers,
+                progress=not args.quiet)
+    print(f"{s['files']} files, {s['done_before']} done before; this run: {s['prepared']} prepared, {s['short']} too "
+          f"short, {s['errors']} unreadable ({s['seconds']:.1f} s). {s['out']} holds {s['clips']} clips from "
+          f"{s['videos']} videos (details: vidiff data inspect {s['out']})")
+    return 0
+
+
+def cmd_data_inspect(args) -> int:
+    from vidiff.data.cache import is_cache
+    from vidiff.data.inspect import format_cache, format_report, inspect_source
+
+    if is_cache(args.src):
+        print(format_cache(args.src))
+        return 0
+    report = inspect_source(args.src, deep=args.deep, image_fps=args.image_fps, progress=not args.quiet)
+    print(format_report(report, files=args.files))
     return 0
 
 
@@ -85,9 +135,81 @@ def cmd_demo(args) -> int:
           f"{cfg.data.size}x{cfg.data.size}) for up to {cfg.train.steps} steps / {args.minutes} minutes ...")
     t0 = time.perf_counter()
     summary = train(cfg, out, resume=resume, progress=not args.quiet)
+    if summary.get("interrupted_by"):
+        return 130 if summary["interrupted_by"] == "SIGINT" else 143
     print(f"training time: {(time.perf_counter() - t0) / 60:.1f} min ({summary['step']} steps)")
     _sample_to(str(out), out / "samples", args.num, args.steps, "ddim", 0.0, args.seed, 8, "auto", args.quiet)
     print(f"look at {out / 'samples' / 'grid.gif'} (all videos) or the per-video mp4/gif files there")
+    return 0
+
+
+def cmd_denoise(args) -> int:
+    import torch
+
+    from vidiff.classical import estimate_noise_sigma
+    from vidiff.denoise import classical_settings, denoise_video, read_video_tensor
+    from vidiff.io import write_video
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".mp4", ".webm", ".gif"):
+        raise VidiffError(f"cannot write {out.name}: use .mp4, .webm or .gif")
+    if args.sigma is not None and not args.sigma >= 0:
+        raise VidiffError(f"--sigma must be >= 0, got {args.sigma}")
+    video, fps = read_video_tensor(args.input)  # (3, F, H, W) in [-1, 1]
+    estimated = float(estimate_noise_sigma(video)) / 2  # [-1, 1] units -> the [0, 1] pixel scale
+    sigma = args.sigma if args.sigma is not None else estimated
+    print(f"{args.input}: {video.shape[1]} frames of {video.shape[3]}x{video.shape[2]}, estimated noise sigma "
+          f"{estimated:.4f} on the [0, 1] scale" + ("" if args.sigma is None else f" (using --sigma {args.sigma:g})"))
+    pipe = None
+    if args.method == "model":
+        from vidiff.pipeline import VideoPipeline
+
+        pipe = VideoPipeline.from_pretrained(args.model, device=args.device)
+    else:  # the PDE filters run wherever the tensor is
+        from vidiff.training.loop import resolve_device
+
+        video = video.to(resolve_device(args.device))
+    settings = classical_settings(args.method, sigma, time=args.time, kappa=args.kappa, temporal=args.temporal,
+                                  edge_stop=args.edge_stop)
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        result = denoise_video(video, args.method, sigma=2 * sigma, time=settings["time"],
+                               kappa=2 * (settings["kappa"] or 0), edge_stop=settings["edge_stop"],
+                               spatial=args.spatial, temporal=settings["temporal"], scheme=args.scheme, dt=args.dt,
+                               pipe=pipe, steps=args.steps, progress=not args.quiet)
+    seconds = time.perf_counter() - t0
+    write_video(out, result, fps=args.fps or fps)
+    if args.method == "model":
+        what = f"model {args.model}, sigma {sigma:.4f}, {args.steps} DDIM steps"
+    else:
+        what = (f"{args.method}, time {settings['time']:.3g}, D_time {settings['temporal']:.3g}"
+                + (f", {settings['edge_stop']}, kappa {settings['kappa']:.3g}" if args.method != "heat" else ""))
+    print(f"denoised with {what} in {seconds:.1f} s -> {out}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from vidiff.evaluation.evaluate import evaluate_run, parse_metrics
+    from vidiff.pipeline import SHIPPED
+
+    out = args.out
+    if out is None and args.run in SHIPPED and not Path(args.run).exists():
+        out = str(Path("runs") / args.run)  # never write into the installed package
+    report = evaluate_run(args.run, num=args.num, metrics=parse_metrics(args.metrics), i3d=args.i3d, steps=args.steps,
+                          sampler=args.sampler, eta=args.eta, seed=args.seed, device=args.device,
+                          batch_size=args.batch_size, samples=args.samples, out_dir=out, progress=not args.quiet)
+    for name, m in report["metrics"].items():
+        print(f"{name:>10}: {m['value']:.4g}   (baseline, {m['baseline_is'].split(':')[0]}: {m['baseline']:.4g})")
+    where = Path(out) if out is not None else Path(report["run"])
+    print(f"N = {args.num} videos; {report['seconds']:.0f} s -> {where / 'metrics.json'}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from vidiff.evaluation.report import build_report
+
+    path = build_report(args.run, out=args.out, max_videos=args.videos)
+    print(f"report ({path.stat().st_size / 1e6:.1f} MB, self-contained) -> {path}")
     return 0
 
 
@@ -119,7 +241,52 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="run folder for checkpoints, logs and previews")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--data", metavar="PATH",
+                   help="train on your own videos: a folder (searched recursively for mp4, mov, avi, mkv, webm, gif "
+                        "and folders of numbered png/jpg images) or a cache made by `vidiff data prepare`; sets "
+                        "data.dataset. Clip length and size come from data.num_frames and data.size")
+    t.add_argument("--workers", type=int, metavar="N",
+                   help="DataLoader worker processes (train.num_workers; with --data the default is "
+                        "min(4, CPU cores - 1))")
     t.set_defaults(func=cmd_train)
+
+    dp = sub.add_parser("data", help="prepare or inspect a folder of your own videos",
+                        description="Tools for training data: `prepare` decodes a folder once into a fast cache, "
+                                    "`inspect` lists what a folder (or cache) holds and which files cannot be read.")
+    dsub = dp.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
+    pp = dsub.add_parser("prepare", help="decode a folder of videos once into a memory-mapped clip cache",
+                         description="Cut every video under SRC into consecutive clips of --frames frames, centre-crop "
+                                     "and resize them to --size x --size, and store them as uint8 shards plus "
+                                     "index.json in --out, decoding in parallel. Unreadable files are listed and "
+                                     "skipped. Running it again resumes: finished files are skipped. Train on the "
+                                     "result with `vidiff train --data CACHE`.")
+    pp.add_argument("src", metavar="SRC", help="folder of videos (or one video file)")
+    pp.add_argument("--out", required=True, metavar="CACHE", help="cache folder to create or resume")
+    pp.add_argument("--size", type=int, default=64, help="clip side in pixels (default: 64)")
+    pp.add_argument("--frames", type=int, default=16, help="frames per clip (default: 16)")
+    pp.add_argument("--stride", type=int, default=1, help="take every K-th source frame (default: 1)")
+    pp.add_argument("--fps", type=float, help="resample every video to this frame rate instead of --stride")
+    pp.add_argument("--short", choices=["skip", "loop", "pad"], default="skip",
+                    help="videos shorter than one clip: skip them, loop them, or pad with the last frame "
+                         "(default: skip)")
+    pp.add_argument("--max-clips", type=int, metavar="N", help="at most N clips per video, spread over its length")
+    pp.add_argument("--image-fps", type=float, default=8.0,
+                    help="frame rate assumed for folders of numbered images (default: 8)")
+    pp.add_argument("--workers", type=int, help="decoding processes (default: all CPU cores)")
+    pp.add_argument("--quiet", action="store_true", help="no progress bar")
+    pp.set_defaults(func=cmd_data_prepare)
+    ip = dsub.add_parser("inspect", help="what a folder of videos holds, and which files cannot be read",
+                         description="Print file count, total duration, frame rates, resolutions and codecs of the "
+                                     "videos under SRC, then every file that cannot be read and why. On a cache made "
+                                     "by `vidiff data prepare`, summarise the cache instead.")
+    ip.add_argument("src", metavar="SRC", help="folder of videos, one video file, or a cache")
+    ip.add_argument("--files", action="store_true", help="also list every readable file")
+    ip.add_argument("--deep", action="store_true",
+                    help="decode every frame (slow) to also find files damaged after their first frame")
+    ip.add_argument("--image-fps", type=float, default=8.0,
+                    help="frame rate assumed for folders of numbered images (default: 8)")
+    ip.add_argument("--quiet", action="store_true", help="no progress bar")
+    ip.set_defaults(func=cmd_data_inspect)
 
     s = sub.add_parser("sample", help="generate videos from a trained run",
                        description="Generate videos from RUN (a run folder, or 'shapes32', the model shipped with "
@@ -136,6 +303,80 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="output folder (default: RUN/samples)")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=cmd_sample)
+
+    n = sub.add_parser("denoise", help="remove noise from a video: heat equation, Perona-Malik or a trained model",
+                       description="Denoise the video file IN into OUT (.mp4, .webm or .gif). Methods: 'heat' "
+                                   "(linear diffusion over x, y and frames), 'perona-malik' (edge-preserving "
+                                   "nonlinear diffusion, Perona & Malik 1990), 'model' (a trained vidiff model "
+                                   "runs its reverse process from the timestep whose noise level matches the "
+                                   "input's). Noise sigma and kappa are on the [0, 1] pixel scale (0.1 = a tenth "
+                                   "of the full range); sigma is estimated from the video unless given. Settings "
+                                   "left out (--time, --kappa, --temporal) are those tuned on noisy shapes clips "
+                                   "(bench/denoise.py) for the video's noise level.")
+    n.add_argument("input", metavar="IN", help="video file (mp4, webm, gif, ...) or folder of numbered images")
+    n.add_argument("out", metavar="OUT", help="output video file: .mp4, .webm or .gif")
+    n.add_argument("--method", choices=["heat", "perona-malik", "model"], default="perona-malik",
+                   help="denoiser (default: perona-malik)")
+    n.add_argument("--sigma", type=float, help="noise standard deviation on the [0, 1] pixel scale "
+                                               "(default: estimated from the video, Donoho 1995)")
+    n.add_argument("--time", type=float, help="heat / perona-malik: diffusion time; heat blurs by a Gaussian of "
+                                              "std sqrt(2 D time) pixels (default: tuned for sigma)")
+    n.add_argument("--kappa", type=float, help="perona-malik: contrast parameter on the [0, 1] pixel scale; "
+                                               "differences well above it are kept as edges (default: tuned for sigma)")
+    n.add_argument("--edge-stop", choices=["exponential", "rational"],
+                   help="perona-malik edge-stopping function: exp(-(s/kappa)^2) or 1/(1+(s/kappa)^2) "
+                        "(default: rational)")
+    n.add_argument("--spatial", type=float, default=1.0, help="diffusivity along x and y (default: 1)")
+    n.add_argument("--temporal", type=float,
+                   help="diffusivity along the frame axis; 0 filters each frame on its own (default: tuned)")
+    n.add_argument("--scheme", choices=["explicit", "aos"], default="explicit",
+                   help="explicit (dt <= 1 / (2 sum D_i/h_i^2), 1/6 by default) or aos (any dt, Weickert et al. "
+                        "1998) (default: explicit)")
+    n.add_argument("--dt", type=float, help="longest time step (default: the explicit limit; 8x it for aos)")
+    n.add_argument("--model", default="shapes32", help="model: run folder or shipped model (default: shapes32)")
+    n.add_argument("--steps", type=int, default=10,
+                   help="model: DDIM steps from the matching timestep to 0; 1 returns the model's one-shot "
+                        "estimate of the clean video (default: 10)")
+    n.add_argument("--device", default="auto", help="where to compute: auto, cpu or cuda (default: auto)")
+    n.add_argument("--fps", type=float, help="frame rate of OUT (default: that of IN)")
+    n.add_argument("--quiet", action="store_true", help="no progress bars")
+    n.set_defaults(func=cmd_denoise)
+
+    e = sub.add_parser("eval", help="measure a run: FVD-shapes, FVD (I3D), flicker, warping error -> metrics.json",
+                       description="Sample N videos from RUN (or reuse RUN/eval/samples.npy when it came from the same "
+                                   "weights and settings, or read --samples) and compare them with N held-out real "
+                                   "clips of the run's dataset. Every metric is reported with its baseline: the same "
+                                   "score for a second set of N real clips. Metrics: fvd_shapes (Frechet distance of "
+                                   "the shipped shapes classifier's features; shapes data at 16x32x32), fvd (I3D "
+                                   "Kinetics-400 from a local TorchScript file, --i3d; nothing is downloaded), "
+                                   "flicker, warp (optical-flow warping error). Writes RUN/metrics.json with the "
+                                   "protocol of each metric. Compare numbers only at equal N.")
+    e.add_argument("run", help="run folder (or 'shapes32', the shipped model: results go to runs/shapes32)")
+    e.add_argument("--num", type=int, default=256, help="videos per set, N (default: 256)")
+    e.add_argument("--metrics", help="comma-separated subset of fvd_shapes,fvd,flicker,warp "
+                                     "(default: fvd_shapes,flicker,warp; fvd_shapes only for 16x32x32 shapes runs)")
+    e.add_argument("--i3d", metavar="PATH", help="I3D Kinetics-400 TorchScript file, needed for --metrics fvd")
+    e.add_argument("--samples", metavar="PATH", help="use the first N videos of this samples.npy (or DIR/samples.npy) "
+                                                     "instead of sampling")
+    e.add_argument("--steps", type=int, default=50, help="sampling steps (default: 50)")
+    e.add_argument("--sampler", choices=["ddim", "ddpm"], default="ddim")
+    e.add_argument("--eta", type=float, default=0.0, help="DDIM eta (default: 0)")
+    e.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    e.add_argument("--batch-size", type=int, default=16, help="videos sampled at once (default: 16)")
+    e.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    e.add_argument("--out", help="folder for metrics.json and eval/samples.npy (default: RUN)")
+    e.add_argument("--quiet", action="store_true", help="no progress bars")
+    e.set_defaults(func=cmd_eval)
+
+    r = sub.add_parser("report", help="write one self-contained HTML page about a run",
+                       description="Write RUN/report.html: generated videos playing next to real clips, the metrics "
+                                   "of `vidiff eval` with their baselines and protocol, the loss curve, the last "
+                                   "training preview, task results (RUN/tasks.json) and the config. Images and "
+                                   "videos are embedded, so the file can be opened anywhere.")
+    r.add_argument("run", help="run folder")
+    r.add_argument("--out", help="HTML file to write (default: RUN/report.html)")
+    r.add_argument("--videos", type=int, default=16, help="generated and real videos to show (default: 16)")
+    r.set_defaults(func=cmd_report)
     return p
 
 

@@ -23,12 +23,22 @@ from vidiff.errors import ConfigError
 
 @dataclass
 class DataConfig:
-    dataset: str = "shapes"  # "shapes" (built-in procedural data) or a folder of videos
+    dataset: str = "shapes"  # "shapes" (built in), a folder of videos, or a cache made by `vidiff data prepare`
     num_frames: int = 16  # frames per clip
     size: int = 32  # clips are size x size pixels
     max_objects: int = 3  # shapes: 1..max_objects objects per clip
     length: int = 100_000  # shapes: number of distinct clips (item i is fixed by seed and i)
-    seed: int = 0  # shapes: dataset seed (held-out splits use another seed)
+    seed: int = 0  # dataset seed: shapes content; folder/cache clip choice and augmentation (item i fixed by seed, i)
+    frame_stride: int = 1  # folder: take every k-th source frame (ignored when fps is set); cache: fixed at prepare
+    fps: Optional[float] = None  # folder: resample every video to this frame rate (null = use frame_stride)
+    short_videos: str = "skip"  # folder: videos shorter than a clip are "skip"ped, "loop"ed or "pad"ded (last frame)
+    clips_per_video: int = 100  # folder/cache, train: items per video per epoch, each a random clip + augmentation
+    eval_clips_per_video: int = 1  # folder/cache, eval: evenly spaced clips per video (centre crop, no augmentation)
+    crop: str = "center"  # folder/cache, train: "center" or "random" square crop, then resized to size x size
+    crop_scale: float = 0.8  # random crop: smallest crop side, as a fraction of the frame's shorter side
+    hflip: bool = False  # folder/cache, train: mirror whole clips left-right with probability 1/2
+    color_jitter: float = 0.0  # folder/cache, train: brightness/contrast/saturation factors in [1-j, 1+j] per clip
+    image_fps: float = 8.0  # folder: frame rate assumed for folders of numbered images
 
 
 @dataclass
@@ -69,6 +79,8 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 10  # write loss.csv every N steps
     checkpoint_every: int = 500  # save a resumable checkpoint every N steps (and at the end)
+    keep_checkpoints: int = 3  # resumable checkpoints kept (oldest deleted first)
+    max_nonfinite_steps: int = 10  # stop after this many steps in a row with a NaN/Inf loss or gradient
     preview_every: int = 0  # write a preview gif every N steps (0 = only at the end)
     preview_steps: int = 20  # DDIM steps for previews
     time_budget_minutes: Optional[float] = None  # stop early (and checkpoint) when training time exceeds this
@@ -239,6 +251,15 @@ def validate_run(cfg: RunConfig) -> None:
         (d.size >= 8, "data.size must be >= 8"),
         (1 <= d.max_objects <= 6, "data.max_objects must be between 1 and 6"),
         (d.length >= 1, "data.length must be >= 1"),
+        (d.frame_stride >= 1, "data.frame_stride must be >= 1"),
+        (d.fps is None or d.fps > 0, "data.fps must be > 0 or null"),
+        (d.short_videos in ("skip", "loop", "pad"), "data.short_videos must be skip, loop or pad"),
+        (d.clips_per_video >= 1 and d.eval_clips_per_video >= 1,
+         "data.clips_per_video and data.eval_clips_per_video must be >= 1"),
+        (d.crop in ("center", "random"), "data.crop must be center or random"),
+        (0 < d.crop_scale <= 1, "data.crop_scale must be in (0, 1]"),
+        (0 <= d.color_jitter < 1, "data.color_jitter must be in [0, 1)"),
+        (d.image_fps > 0, "data.image_fps must be > 0"),
         (m.channels >= 4, "model.channels must be >= 4"),
         (len(m.channel_mults) >= 1 and all(x >= 1 for x in m.channel_mults), "model.channel_mults must be positive"),
         (m.blocks_per_level >= 1, "model.blocks_per_level must be >= 1"),
@@ -258,6 +279,8 @@ def validate_run(cfg: RunConfig) -> None:
         (0.0 <= t.ema_decay < 1.0, "train.ema_decay must be in [0, 1)"),
         (t.lr_decay in ("constant", "cosine"), "train.lr_decay must be constant or cosine"),
         (t.precision in ("fp32", "bf16"), "train.precision must be fp32 or bf16"),
+        (t.keep_checkpoints >= 1, "train.keep_checkpoints must be >= 1"),
+        (t.max_nonfinite_steps >= 1, "train.max_nonfinite_steps must be >= 1"),
         (t.checkpoint_every >= 1 and t.log_every >= 1, "train.checkpoint_every and train.log_every must be >= 1"),
     ]
     levels = len(m.channel_mults)

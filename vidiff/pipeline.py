@@ -31,6 +31,9 @@ def resolve_run(path_or_name: str | Path) -> Path:
     if str(path_or_name) in SHIPPED and not Path(path_or_name).exists():
         return Path(str(resources.files("vidiff") / "weights" / str(path_or_name)))
     path = Path(path_or_name)
+    if path.is_file():  # a weights file: its folder is the run, and only safetensors are accepted
+        load_tensors(path) if path.suffix.lower() != ".safetensors" else None  # refuses pickles with a message
+        path = path.parent
     if not path.is_dir():
         hint = f" (shipped models: {', '.join(SHIPPED)})"
         raise CheckpointError(f"run folder not found: {path}{hint}")

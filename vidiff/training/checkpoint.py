@@ -4,15 +4,18 @@ A run folder holds:
     config.json                  the RunConfig
     model.safetensors            EMA weights of the latest checkpoint (what inference loads)
     loss.csv                     step, loss, lr, grad_norm, videos/s, seconds
-    checkpoints/step_XXXXXXXX/   model, ema and optimizer .safetensors + state.json (resumable)
+    checkpoints/step_XXXXXXXX/   model, ema and optimizer .safetensors, state.json and manifest.json
+                                 (sha256 of each file); written to a temporary folder, fsynced, renamed
     previews/                    preview gifs written during training
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -106,30 +109,87 @@ def checkpoint_dirs(run_dir: str | Path) -> list[Path]:
     return sorted(p for p in root.glob("step_*") if p.is_dir() and (p / "state.json").is_file())
 
 
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def save_checkpoint(run_dir: str | Path, step: int, model: nn.Module, ema, optimizer: torch.optim.Optimizer,
                     extra: Optional[dict] = None, keep: int = 3) -> Path:
-    """Write a resumable checkpoint into a temporary folder and rename it into place; keep the last `keep`."""
+    """Write a resumable checkpoint into a temporary folder and rename it into place; keep the last `keep`.
+
+    Any OSError (disk full, unwritable folder) becomes a CheckpointError that names the problem; the
+    previous checkpoints are never touched before the new one is complete.
+    """
     run_dir = Path(run_dir)
     root = run_dir / "checkpoints"
-    root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:08d}"
     tmp = root / f".tmp_step_{step:08d}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    save_tensors(tmp / "model.safetensors", model.state_dict())
-    save_tensors(tmp / "ema.safetensors", ema.state_dict())
-    opt_tensors, groups = optimizer_to_tensors(optimizer)
-    save_tensors(tmp / "optimizer.safetensors", opt_tensors)
-    state = {"step": step, "ema_updates": ema.num_updates, "param_groups": groups, **(extra or {})}
-    (tmp / "state.json").write_text(json.dumps(state, indent=1))
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    _fsync_dir(root)
-    # The inference weights: the EMA, next to config.json.
-    save_tensors(run_dir / WEIGHTS, ema.state_dict(), metadata={"step": step})
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        save_tensors(tmp / "model.safetensors", model.state_dict())
+        save_tensors(tmp / "ema.safetensors", ema.state_dict())
+        opt_tensors, groups = optimizer_to_tensors(optimizer)
+        save_tensors(tmp / "optimizer.safetensors", opt_tensors)
+        state = {"step": step, "ema_updates": ema.num_updates, "param_groups": groups, **(extra or {})}
+        _write_json(tmp / "state.json", state)
+        _write_json(tmp / "manifest.json", {p.name: sha256(p) for p in sorted(tmp.iterdir())})
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        _fsync_dir(root)
+        # The inference weights: the EMA, next to config.json.
+        save_tensors(run_dir / WEIGHTS, ema.state_dict(), metadata={"step": step})
+    except (OSError, SafetensorError) as e:  # safetensors reports ENOSPC as its own error type
+        shutil.rmtree(tmp, ignore_errors=True)
+        for leftover in (run_dir / (WEIGHTS + ".tmp"),):
+            leftover.unlink(missing_ok=True)
+        previous = [p.name for p in checkpoint_dirs(run_dir) if p != final]
+        kept = f"the previous checkpoint {previous[-1]} is intact" if previous else "no earlier checkpoint exists"
+        reason = getattr(e, "strerror", None) or str(e).split("I/O error: ")[-1].split(" (os error")[0]
+        raise CheckpointError(f"could not write the checkpoint of step {step} in {root}: {reason}; {kept}") from None
     for old in checkpoint_dirs(run_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def _write_json(path: Path, data: dict) -> None:
+    with open(path, "w") as fh:
+        json.dump(data, fh, indent=1)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def verify_checkpoint(ckpt: Path) -> Optional[str]:
+    """None if every file matches manifest.json, else a sentence saying what is wrong."""
+    try:
+        manifest = json.loads((ckpt / "manifest.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return "its manifest.json is missing or unreadable"
+    for name, digest in manifest.items():
+        path = ckpt / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if sha256(path) != digest:
+            return f"{name} fails its checksum"
+    return None
+
+
+def latest_good_checkpoint(run_dir: str | Path) -> Path:
+    """The newest checkpoint whose files match their checksums; broken ones are reported and skipped."""
+    candidates = checkpoint_dirs(run_dir)
+    for ckpt in reversed(candidates):
+        problem = verify_checkpoint(ckpt)
+        if problem is None:
+            return ckpt
+        warnings.warn(f"checkpoint {ckpt.name} is damaged ({problem}); trying the previous one")
+    if candidates:
+        raise CheckpointError(f"no intact checkpoint in {Path(run_dir) / 'checkpoints'}: every one failed its checksum")
+    raise CheckpointError(f"{run_dir} has no complete checkpoint to resume from")
 
 
 def load_checkpoint(ckpt: Path, model: nn.Module, ema, optimizer: torch.optim.Optimizer) -> dict:

@@ -25,9 +25,45 @@ from vidiff.build import build_denoiser
 from vidiff.config import RunConfig, load_config
 from vidiff.data import build_dataset
 from vidiff.diffusion import sample
-from vidiff.errors import CheckpointError, ConfigError
+from vidiff.errors import CheckpointError, ConfigError, VidiffError
+
+
+class TrainingDiverged(VidiffError):
+    """The loss or the gradients stayed NaN/Inf for train.max_nonfinite_steps steps in a row."""
+
+
+class StopRequested:
+    """SIGINT/SIGTERM set a flag; the loop finishes its step, checkpoints and returns."""
+
+    def __init__(self):
+        self.signal: Optional[str] = None
+        self._previous = {}
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        import signal
+
+        if self.signal is not None:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.signal = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        import signal
+
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        return False
 from vidiff.io import to_frames, video_grid, write_video
-from vidiff.training.checkpoint import CONFIG, checkpoint_dirs, load_checkpoint, save_checkpoint
+from vidiff.training.checkpoint import (CONFIG, checkpoint_dirs, latest_good_checkpoint, load_checkpoint,
+                                       save_checkpoint)
 from vidiff.training.ema import EMA
 
 
@@ -153,6 +189,7 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
         prepare_run_dir(cfg, run_dir, resume)
 
     dataset = build_dataset(cfg.data, "train")
+    torch.manual_seed(tc.seed)  # the initial weights are a function of the seed (same on every rank)
     denoiser = build_denoiser(cfg).to(device)
     net = denoiser.net
     ema = EMA(net, tc.ema_decay)
@@ -160,7 +197,7 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
 
     start_step, seconds_before = 0, 0.0
     if resume:
-        ckpt = checkpoint_dirs(run_dir)[-1]
+        ckpt = latest_good_checkpoint(run_dir)
         state = load_checkpoint(ckpt, net, ema, optimizer)
         start_step, seconds_before = state["step"], state.get("seconds", 0.0)
         if is_main:
@@ -189,6 +226,10 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
 
     log_path = run_dir / "loss.csv"
     new_log = not (resume and log_path.exists())
+    if is_main and not new_log:  # drop rows logged after the checkpoint we resume from (a killed run)
+        rows = list(csv.reader(open(log_path, newline="")))
+        with open(log_path, "w", newline="") as fh:
+            csv.writer(fh).writerows([rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= start_step])
     log_file = open(log_path, "w" if new_log else "a", newline="") if is_main else None
     log = csv.writer(log_file) if log_file else None
     if log and new_log:
@@ -201,50 +242,71 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
     t_window, window_steps, window_loss = t_start, 0, 0.0
     step = start_step
     stopped_early = False
+    nonfinite_in_a_row, nonfinite_total = 0, 0
     net.train()
-    while step < end_step:
-        torch.manual_seed(step_seed(tc.seed, step, rank))  # timesteps, noise and dropout of this step
-        x0 = next(batches).to(device, non_blocking=True)  # (B, C, F, H, W)
-        t = torch.randint(0, denoiser.num_timesteps, (x0.shape[0],), device=device)
-        noise = torch.randn_like(x0)
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, tc)
-        with autocast:
-            loss = denoiser.loss(x0, t, noise, net=model).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), tc.grad_clip if tc.grad_clip > 0 else float("inf"))
-        optimizer.step()
-        ema.update(net)
-        step += 1
-        window_steps += 1
-        window_loss += loss.item()
+    with StopRequested() as stop:
+        while step < end_step:
+            torch.manual_seed(step_seed(tc.seed, step, rank))  # timesteps, noise and dropout of this step
+            x0 = next(batches).to(device, non_blocking=True)  # (B, C, F, H, W)
+            t = torch.randint(0, denoiser.num_timesteps, (x0.shape[0],), device=device)
+            noise = torch.randn_like(x0)
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, tc)
+            with autocast:
+                loss = denoiser.loss(x0, t, noise, net=model).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            max_norm = tc.grad_clip if tc.grad_clip > 0 else float("inf")
+            grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), max_norm)
+            step += 1
+            if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
+                # Skip the update: the weights, the EMA and the optimizer state stay as they were.
+                nonfinite_in_a_row += 1
+                nonfinite_total += 1
+                if nonfinite_in_a_row >= tc.max_nonfinite_steps:
+                    good = checkpoint_dirs(run_dir)
+                    last = f"the last good checkpoint is {good[-1].name}" if good else "no checkpoint was written"
+                    raise TrainingDiverged(f"the loss or gradients were NaN/Inf for {nonfinite_in_a_row} steps in a "
+                                           f"row (up to step {step}); stopped, {last}. Try a lower train.lr or "
+                                           f"train.grad_clip")
+            else:
+                nonfinite_in_a_row = 0
+                optimizer.step()
+                ema.update(net)
+                window_steps += 1
+                window_loss += loss.item()
+            bar.update(1)
 
-        if is_main and (step % tc.log_every == 0 or step == end_step):
-            now = time.perf_counter()
-            vps = window_steps * tc.batch_size * world / max(now - t_window, 1e-9)
-            log.writerow([step, f"{window_loss / window_steps:.6f}", f"{lr_at(step - 1, tc):.3e}",
-                          f"{float(grad_norm):.4f}", f"{vps:.2f}", f"{seconds_before + now - t_start:.1f}"])
-            log_file.flush()
-            bar.set_postfix(loss=f"{window_loss / window_steps:.4f}", vid_s=f"{vps:.1f}")
-            t_window, window_steps, window_loss = now, 0, 0.0
-        bar.update(1)
+            if is_main and (step % tc.log_every == 0 or step == end_step) and window_steps:
+                now = time.perf_counter()
+                vps = window_steps * tc.batch_size * world / max(now - t_window, 1e-9)
+                log.writerow([step, f"{window_loss / window_steps:.6f}", f"{lr_at(step - 1, tc):.3e}",
+                              f"{float(grad_norm):.4f}", f"{vps:.2f}", f"{seconds_before + now - t_start:.1f}"])
+                log_file.flush()
+                bar.set_postfix(loss=f"{window_loss / window_steps:.4f}", vid_s=f"{vps:.1f}")
+                t_window, window_steps, window_loss = now, 0, 0.0
 
-        out_of_time = tc.time_budget_minutes is not None and time.perf_counter() - t_start > 60 * tc.time_budget_minutes
-        if out_of_time:
-            stopped_early = step < end_step
-            end_step = step
-        if is_main and (step % tc.checkpoint_every == 0 or step == end_step):
-            save_checkpoint(run_dir, step, net, ema, optimizer,
-                            extra={"seconds": seconds_before + time.perf_counter() - t_start})
-        if is_main and tc.preview_every and step % tc.preview_every == 0 and step != end_step:
-            write_preview(denoiser, ema, cfg, run_dir / "previews" / f"step_{step:08d}.gif", device)
+            out_of_time = (tc.time_budget_minutes is not None
+                           and time.perf_counter() - t_start > 60 * tc.time_budget_minutes)
+            if (out_of_time or stop.signal) and step < end_step:
+                stopped_early = True
+                end_step = step
+            if is_main and (step % tc.checkpoint_every == 0 or step == end_step):
+                save_checkpoint(run_dir, step, net, ema, optimizer, keep=tc.keep_checkpoints,
+                                extra={"seconds": seconds_before + time.perf_counter() - t_start})
+            if is_main and tc.preview_every and step % tc.preview_every == 0 and step != end_step:
+                write_preview(denoiser, ema, cfg, run_dir / "previews" / f"step_{step:08d}.gif", device)
     bar.close()
     seconds = time.perf_counter() - t_start
     if is_main:
         log_file.close()
-        write_preview(denoiser, ema, cfg, run_dir / "previews" / f"step_{step:08d}.gif", device)
+        if stop.signal:
+            print(f"{stop.signal}: stopped at step {step} and saved a checkpoint; continue with "
+                  f"`vidiff train --out {run_dir} --resume`")
+        else:
+            write_preview(denoiser, ema, cfg, run_dir / "previews" / f"step_{step:08d}.gif", device)
         summary = {"step": step, "seconds": round(seconds, 1), "stopped_early": stopped_early,
+                   "interrupted_by": stop.signal, "nonfinite_steps_skipped": nonfinite_total,
                    "run_dir": str(run_dir), "parameters": net.num_parameters()}
         (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=1))
         return summary

@@ -1,0 +1,117 @@
+"""FVD-shapes of trained models and of real data against itself, written into docs/benchmarks.md.
+
+    python bench/fvd_shapes.py demo=runs/demo shapes32=vidiff/weights/shapes32
+    python bench/fvd_shapes.py                 # only the real-vs-real rows
+
+Each RUN argument is a run folder, optionally labelled as LABEL=FOLDER. For each run: N videos are sampled
+(DDIM, --steps, seed --seed) and compared with N held-out real clips of the run's data by `vidiff eval`'s code
+(metrics fvd_shapes, flicker, warp); results and samples go to --work/LABEL (the run folders are not written
+to). The real-vs-real rows give the floor: FVD-shapes between disjoint sets of N held-out clips of the demo
+preset's data, for --pairs pairs. The table, with this command line, replaces what lies between
+`<!-- fvd:start -->` and `<!-- fvd:end -->` in --docs (the markers and the file are created if missing).
+Pass every run you want in the table in one invocation: rows are not merged with an earlier table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+START, END = "<!-- fvd:start -->", "<!-- fvd:end -->"
+
+
+def write_between_markers(path: Path, block: str, title: str = "## FVD-shapes") -> None:
+    """Replace the text between START and END in `path` (creating the file or the markers when missing)."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if START in text and END in text and text.index(START) < text.index(END):
+        before, rest = text.split(START, 1)
+        after = rest.split(END, 1)[1]
+        text = f"{before}{START}\n{block}\n{END}{after}"
+    else:
+        text = text.rstrip("\n") + f"\n\n{title}\n\n{START}\n{block}\n{END}\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("runs", nargs="*", metavar="[LABEL=]RUN", help="run folders to evaluate")
+    p.add_argument("--num", type=int, default=256, help="videos per set, N (default: 256)")
+    p.add_argument("--steps", type=int, default=50, help="DDIM steps (default: 50)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pairs", type=int, default=3, help="disjoint real-vs-real pairs for the floor (default: 3)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--work", default=str(ROOT / "runs" / "fvd_shapes"), help="where results and samples go")
+    p.add_argument("--docs", default=str(ROOT / "docs" / "benchmarks.md"), help="markdown file to update")
+    p.add_argument("--no-docs", action="store_true", help="print the table only")
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+
+    import numpy as np
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from vidiff.config import load_config
+    from vidiff.evaluation.classifier import classifier_info, load_shapes_classifier, shapes_features
+    from vidiff.evaluation.evaluate import evaluate_run, real_clips
+    from vidiff.evaluation.metrics import frechet_distance
+
+    t_start = time.perf_counter()
+    rows = []
+    for spec in args.runs:
+        label, _, folder = spec.rpartition("=") if "=" in spec else (Path(spec).name, "", spec)
+        t0 = time.perf_counter()
+        report = evaluate_run(folder, num=args.num, metrics=["fvd_shapes", "flicker", "warp"], steps=args.steps,
+                              seed=args.seed, device=args.device, out_dir=Path(args.work) / label,
+                              progress=not args.quiet)
+        m = report["metrics"]
+        rows.append(f"| {label} (`{folder}`, step {report['model_step']}) | {m['fvd_shapes']['value']:.3f} | "
+                    f"{m['fvd_shapes']['baseline']:.3f} | {m['flicker']['value']:.4f} ({m['flicker']['baseline']:.4f}) | "
+                    f"{m['warp']['value']:.4f} ({m['warp']['baseline']:.4f}) |")
+        print(f"{label}: FVD-shapes {m['fvd_shapes']['value']:.3f} (real vs real {m['fvd_shapes']['baseline']:.3f}) "
+              f"in {time.perf_counter() - t0:.0f} s")
+
+    # The floor on the demo preset's data: disjoint sets of N held-out clips.
+    cfg = load_config(ROOT / "vidiff" / "presets" / "demo.yaml")
+    model = load_shapes_classifier()
+    n = args.num
+    feats = [shapes_features(model, real_clips(cfg, k * n, n, not args.quiet, f"real set {k}"))
+             for k in range(2 * args.pairs)]
+    floors = [frechet_distance(feats[2 * k], feats[2 * k + 1]) for k in range(args.pairs)]
+    floor_text = f"{np.mean(floors):.3f} ± {np.std(floors):.3f}"
+    rows.append(f"| real vs real (demo data, {args.pairs} disjoint pairs) | {floor_text} | – | – | – |")
+    print(f"real vs real: {', '.join(f'{v:.3f}' for v in floors)}")
+
+    info = classifier_info()
+    acc = info["results"].get("held_out_accuracy", {})
+    command = "python bench/fvd_shapes.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    block = "\n".join([
+        f"Command: `{command.strip()}` ({time.perf_counter() - t_start:.0f} s, {time.strftime('%Y-%m-%d')}, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads)",
+        "",
+        f"N = {n} videos per set; generated videos: DDIM, {args.steps} steps, eta 0, seed {args.seed}; real clips: "
+        f"held-out (eval split) clips 0..N-1 of each run's data. FVD-shapes = Frechet distance of the pooled "
+        f"{model.cfg.feature_dim}-d features of the shipped shapes classifier (weights sha256 "
+        f"`{info['weights_sha256'][:16]}…`, held-out accuracy: colours {acc.get('colors', float('nan')):.3f}, "
+        f"shape {acc.get('shape', float('nan')):.3f}, direction {acc.get('direction', float('nan')):.3f}). Lower is "
+        f"better; compare only at equal N. Baseline columns: the same score for N other real clips.",
+        "",
+        "| model | FVD-shapes | real vs real (this data) | flicker (real) | warping error (real) |",
+        "|---|---|---|---|---|",
+        *rows,
+    ])
+    print(block)
+    if not args.no_docs:
+        write_between_markers(Path(args.docs), block)
+        print(f"-> {args.docs}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,218 @@
+"""Training throughput, peak memory and sampling time: vidiff against lucidrains' video-diffusion-pytorch.
+
+Every model is measured in its own subprocess (so that peak RSS is its own) on the same data shape,
+16 frames x 32x32 RGB, in one run of this script. Also measured in the same run: this CPU's fp32 matmul
+throughput, and each training step's FLOPs (torch.utils.flop_counter), so that a step's speed can be
+read as a fraction of what the machine can do.
+
+    python bench/throughput.py                 # print the table
+    python bench/throughput.py --write         # also write it into docs/benchmarks.md
+
+The baseline needs `pip install --no-deps video-diffusion-pytorch einops-exts rotary-embedding-torch`
+(see bench/requirements.txt). It imports torchvision at load time, which has no CPU build here, so a
+stub module stands in for it (the baseline's model and diffusion code do not use it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.report import write_section  # noqa: E402
+
+F, S = 16, 32
+
+# name -> (description, model overrides for vidiff). The demo config is read from the shipped preset.
+VIDIFF_MODELS = {
+    "vidiff-demo": ("vidiff demo config (patch 2, 48 ch, mults 1-2-3)", []),
+    "vidiff-3.2M": ("vidiff, demo family at lucidrains' parameter count (36 ch)",
+                    ["model.channels=36", "model.head_dim=18"]),
+    "vidiff-small-p1": ("vidiff `small` preset, no patching (32 ch, mults 1-2-4)",
+                        ["model.patch_size=1", "model.channels=32", "model.channel_mults=[1,2,4]",
+                         "model.spatial_attention_levels=[2]", "model.temporal_attention_levels=[1,2]",
+                         "model.head_dim=32"]),
+}
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def median(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2]
+
+
+def child_vidiff(name: str, batch: int, steps: int, sample_steps: int) -> dict:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from vidiff.build import build_denoiser
+    from vidiff.cli import _config_path
+    from vidiff.config import load_config
+    from vidiff.data import BouncingShapes
+    from vidiff.diffusion import sample
+
+    cfg = load_config(_config_path("demo"), VIDIFF_MODELS[name][1])
+    torch.manual_seed(0)
+    den = build_denoiser(cfg)
+    opt = torch.optim.AdamW(den.net.parameters(), lr=1e-3)
+    ds = BouncingShapes(num_frames=F, size=S)
+    x0 = torch.stack([ds[i]["video"] for i in range(batch)])
+
+    def step():
+        t = torch.randint(0, 1000, (batch,))
+        loss = den.loss(x0, t, torch.randn_like(x0)).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    with FlopCounterMode(display=False) as fc:
+        step()
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    train_rss = peak_rss_mb()
+    den.eval()
+    n_videos = 8
+    t0 = time.perf_counter()
+    sample(den, (n_videos, 3, F, S, S), den.alphas_cumprod, "ddim", sample_steps,
+           generator=torch.Generator().manual_seed(0))
+    sample_s = time.perf_counter() - t0
+    return {"params": den.net.num_parameters(), "step_s": median(times), "flops": fc.get_total_flops(),
+            "peak_rss_mb": train_rss, "sample_s_per_video": sample_s / n_videos,
+            "sampling_steps": sample_steps}
+
+
+def child_lucidrains(batch: int, steps: int) -> dict:
+    import types
+
+    import torch
+
+    tv = types.ModuleType("torchvision")  # stub: see the module docstring
+    tv.transforms, tv.utils = types.ModuleType("torchvision.transforms"), types.ModuleType("torchvision.utils")
+    sys.modules.update({"torchvision": tv, "torchvision.transforms": tv.transforms, "torchvision.utils": tv.utils})
+    from torch.utils.flop_counter import FlopCounterMode
+    from video_diffusion_pytorch import GaussianDiffusion, Unet3D
+
+    torch.manual_seed(0)
+    model = Unet3D(dim=32, dim_mults=(1, 2, 4))
+    diffusion = GaussianDiffusion(model, image_size=S, num_frames=F, timesteps=1000, loss_type="l2")
+    opt = torch.optim.Adam(diffusion.parameters(), lr=1e-4)
+    from vidiff.data import BouncingShapes
+
+    ds = BouncingShapes(num_frames=F, size=S)
+    x0 = (torch.stack([ds[i]["video"] for i in range(batch)]) + 1) / 2  # its API takes [0, 1]
+
+    def step():
+        loss = diffusion(x0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    with FlopCounterMode(display=False) as fc:
+        step()
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    train_rss = peak_rss_mb()
+    # Its sampler always runs all `timesteps` (1000) steps: time a few and multiply.
+    x = torch.randn(8, 3, F, S, S)
+    per_step = []
+    with torch.no_grad():
+        for i in range(3):
+            t0 = time.perf_counter()
+            x = diffusion.p_sample(x, torch.full((8,), 999 - i, dtype=torch.long))
+            per_step.append(time.perf_counter() - t0)
+    return {"params": sum(p.numel() for p in model.parameters()), "step_s": median(times),
+            "flops": fc.get_total_flops(), "peak_rss_mb": train_rss,
+            "sample_s_per_video": median(per_step) * 1000 / 8, "sampling_steps": 1000}
+
+
+def matmul_gflops() -> float:
+    import torch
+
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(10):
+        t0 = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t0)
+    return 2 * 2048**3 / median(times) / 1e9
+
+
+def run_child(args: list[str]) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, cwd=ROOT)
+    if out.returncode != 0:
+        raise RuntimeError(f"child {args} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--batch", type=int, default=4, help="videos per training step for every model (default: 4)")
+    p.add_argument("--steps", type=int, default=5, help="timed training steps per model (median reported)")
+    p.add_argument("--sample-steps", type=int, default=50, help="DDIM steps for vidiff sampling (default: 50)")
+    p.add_argument("--skip-baseline", action="store_true", help="do not run video-diffusion-pytorch")
+    p.add_argument("--write", action="store_true", help="write the table into docs/benchmarks.md")
+    p.add_argument("--child", nargs="*", help=argparse.SUPPRESS)
+    args = p.parse_args()
+
+    if args.child is not None:
+        import torch
+
+        torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
+        name, batch, steps, sample_steps = args.child[0], *map(int, args.child[1:4])
+        result = child_lucidrains(batch, steps) if name == "lucidrains" else child_vidiff(name, batch, steps, sample_steps)
+        print(json.dumps(result))
+        return
+
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
+    ceiling = matmul_gflops()
+    names = list(VIDIFF_MODELS) + ([] if args.skip_baseline else ["lucidrains"])
+    results = {}
+    for name in names:
+        print(f"measuring {name} ...", file=sys.stderr, flush=True)
+        steps = args.steps if name != "lucidrains" else max(2, args.steps // 2)
+        results[name] = run_child([name, str(args.batch), str(steps), str(args.sample_steps)])
+
+    base = results.get("lucidrains")
+    rows = ["| model | params | train videos/s | × baseline | peak RSS (MB) | GFLOP/step | % of matmul peak | "
+            "sampling s/video (steps) |", "|---|---|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        desc = VIDIFF_MODELS[name][0] if name in VIDIFF_MODELS else "lucidrains video-diffusion-pytorch Unet3D(dim=32, dim_mults=(1,2,4))"
+        vps = args.batch / r["step_s"]
+        speedup = f"{vps / (args.batch / base['step_s']):.1f}×" if base else "–"
+        pct = 100 * r["flops"] / r["step_s"] / 1e9 / ceiling
+        rows.append(f"| {desc} | {r['params'] / 1e6:.2f}M | {vps:.2f} | {speedup} | {r['peak_rss_mb']:.0f} | "
+                    f"{r['flops'] / 1e9:.0f} | {pct:.0f}% | {r['sample_s_per_video']:.2f} ({r['sampling_steps']}) |")
+    cmd = "python bench/throughput.py " + " ".join(a for a in sys.argv[1:])
+    table = "\n".join(rows)
+    text = (f"Command: `{cmd.strip()}` (batch {args.batch}, {F} frames × {S}×{S}, fp32, "
+            f"{torch.get_num_threads()} threads). fp32 matmul 2048² on this CPU in the same run: {ceiling:.0f} GFLOP/s.\n\n"
+            f"{table}\n\nPeak RSS is the whole process (Python + torch ≈ 0.3–0.4 GB of it). The baseline's sampler "
+            f"always runs its 1000 training timesteps; its time per video is 3 timed steps × 1000 / 8 videos.")
+    print(text)
+    if args.write:
+        write_section("throughput", "Training throughput, memory and sampling time", text)
+
+
+if __name__ == "__main__":
+    main()

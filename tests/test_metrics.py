@@ -1,0 +1,150 @@
+"""Metrics against independent references: scikit-image SSIM/PSNR, scipy sqrtm, closed forms."""
+
+import numpy as np
+import pytest
+import torch
+
+from vidiff.errors import VidiffError
+from vidiff.evaluation import metrics as M
+
+
+def _smooth_videos(rng, n=2, f=3, h=24, w=20):
+    """Random uint8 videos with structure (smooth blobs) and noise: SSIM values well inside (0, 1)."""
+    base = rng.random((n, f, h // 4, w // 4, 3))
+    big = base.repeat(4, axis=2).repeat(4, axis=3)
+    noisy = np.clip(big + 0.15 * rng.standard_normal(big.shape), 0, 1)
+    return np.round(noisy * 255).astype(np.uint8)
+
+
+def _to_float(frames: np.ndarray) -> torch.Tensor:
+    """uint8 (N, F, H, W, 3) -> float (N, 3, F, H, W) in [-1, 1], the library layout."""
+    return torch.from_numpy(frames).permute(0, 4, 1, 2, 3).double() / 127.5 - 1
+
+
+def test_psnr_matches_scikit_image_and_takes_both_layouts():
+    from skimage.metrics import peak_signal_noise_ratio
+
+    rng = np.random.default_rng(0)
+    a, b = _smooth_videos(rng), _smooth_videos(rng)
+    ours = M.psnr(a, b)
+    ref = [peak_signal_noise_ratio(a[i], b[i], data_range=255) for i in range(len(a))]
+    np.testing.assert_allclose(ours, ref, rtol=1e-10)
+    np.testing.assert_allclose(M.psnr(_to_float(a), _to_float(b)), ref, rtol=1e-10)
+    assert M.psnr(a[0], a[0])[0] == np.inf
+
+
+def test_ssim_matches_scikit_image():
+    from skimage.metrics import structural_similarity
+
+    rng = np.random.default_rng(1)
+    a = _smooth_videos(rng)
+    b = np.clip(a.astype(int) + rng.integers(-40, 40, a.shape), 0, 255).astype(np.uint8)
+    ours = M.ssim(a, b)
+    ref = [np.mean([structural_similarity(a[i, t] / 255.0, b[i, t] / 255.0, gaussian_weights=True, sigma=1.5,
+                                          use_sample_covariance=False, data_range=1.0, channel_axis=-1)
+                    for t in range(a.shape[1])]) for i in range(len(a))]
+    assert 0.1 < min(ref) and max(ref) < 0.95  # a case where SSIM is informative, not saturated
+    np.testing.assert_allclose(ours, ref, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(M.ssim(_to_float(a), _to_float(b)), ref, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(M.ssim(a, a), 1.0)
+
+
+def test_ssim_refuses_frames_smaller_than_its_window():
+    small = np.zeros((1, 2, 8, 8, 3), np.uint8)
+    with pytest.raises(VidiffError, match="at least 11x11"):
+        M.ssim(small, small)
+
+
+def _scipy_frechet(x, y):
+    """The textbook formula with scipy.linalg.sqrtm of the (non-symmetric) product, as in pytorch-fid."""
+    from scipy import linalg
+
+    mu1, mu2 = x.mean(0), y.mean(0)
+    s1, s2 = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
+    covmean = linalg.sqrtm(s1 @ s2)
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean).real)
+
+
+def test_frechet_distance_matches_scipy_sqrtm():
+    rng = np.random.default_rng(2)
+    d = 8
+    x = rng.standard_normal((200, d)) @ rng.standard_normal((d, d))
+    y = 0.5 + rng.standard_normal((150, d)) @ rng.standard_normal((d, d))
+    ours = M.frechet_distance(x, y)
+    assert ours > 1
+    np.testing.assert_allclose(ours, _scipy_frechet(x, y), rtol=1e-8)
+    np.testing.assert_allclose(M.frechet_distance(y, x), ours, rtol=1e-10)  # symmetric
+    assert M.frechet_distance(x, x) == pytest.approx(0, abs=1e-8)
+
+
+def test_frechet_distance_closed_form_in_one_dimension():
+    # For 1-D Gaussians the distance is (m1 - m2)^2 + (s1 - s2)^2.
+    x = np.array([-1.0, 1.0, -1.0, 1.0])  # mean 0, unbiased variance 4/3
+    y = 3 + 2 * x  # mean 3, variance 4 * 4/3
+    s1, s2 = np.sqrt(4 / 3), 2 * np.sqrt(4 / 3)
+    assert M.frechet_distance(x[:, None], y[:, None]) == pytest.approx(9 + (s1 - s2) ** 2, rel=1e-12)
+
+
+def test_frechet_distance_with_fewer_samples_than_dimensions_is_finite():
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal((10, 32)), rng.standard_normal((10, 32)) + 1
+    value = M.frechet_distance(x, y)
+    assert np.isfinite(value) and value > 32 * 0.5  # the mean shift alone contributes about 32
+    with pytest.raises(VidiffError, match="N >= 2"):
+        M.frechet_distance(x[:1], y)
+
+
+def test_flicker_is_zero_for_motion_and_measures_brightness_jumps():
+    rng = np.random.default_rng(4)
+    image = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    moving = np.stack([np.roll(image, t, axis=1) for t in range(5)])[None]  # pure (cyclic) motion
+    assert M.flicker(moving)[0] == pytest.approx(0, abs=1e-12)
+    pulse = np.zeros((1, 5, 8, 8, 3), np.uint8)
+    pulse[:, 1::2] = 102  # 0, 0.4, 0, 0.4, 0 on the [0, 1] scale
+    assert M.flicker(pulse)[0] == pytest.approx(0.4, abs=1e-12)
+
+
+def _texture(rng, size):
+    """A smooth random texture in [0, 1] (blurred noise), which optical flow can track."""
+    from scipy.ndimage import gaussian_filter
+
+    t = gaussian_filter(rng.random((size, size, 3)), sigma=(2, 2, 0))
+    return (t - t.min()) / (t.max() - t.min())
+
+
+def test_warping_error_small_for_consistent_motion_large_for_flicker():
+    rng = np.random.default_rng(5)
+    tex = _texture(rng, 64)
+    # A 32x32 window sliding 1 pixel per frame over the texture: consistent motion.
+    moving = np.stack([tex[10:42, 10 + t:42 + t] for t in range(6)])
+    noise = np.stack([_texture(rng, 64)[10:42, 10:42] for t in range(6)])  # unrelated frames
+    to_u8 = lambda v: np.round(v * 255).astype(np.uint8)[None]
+    still = M.warping_error(to_u8(np.repeat(moving[:1], 6, axis=0)))[0]
+    consistent = M.warping_error(to_u8(moving))[0]
+    inconsistent = M.warping_error(to_u8(noise))[0]
+    assert still < 1e-6  # Farneback returns tiny non-zero flow on static frames
+    assert consistent < 2e-3
+    assert inconsistent > 10 * consistent
+
+
+def test_warping_error_ranks_real_clips_below_frame_shuffled_ones():
+    from vidiff.data import BouncingShapes
+
+    ds = BouncingShapes(num_frames=8, size=32, max_objects=2, seed=3)
+    real = torch.stack([ds[i]["video"] for i in range(4)])  # (N, C, F, H, W) in [-1, 1]
+    shuffled = real[:, :, [0, 5, 2, 7, 1, 4, 6, 3]]
+    assert M.warping_error(real).mean() * 3 < M.warping_error(shuffled).mean()
+    assert M.flicker(real).mean() < 0.01
+
+
+def test_inputs_are_checked():
+    with pytest.raises(VidiffError, match=r"\[-1, 1\]"):
+        M.psnr(torch.full((3, 2, 8, 8), 2.0), torch.zeros(3, 2, 8, 8))
+    with pytest.raises(VidiffError, match="same shape"):
+        M.psnr(np.zeros((1, 2, 8, 8, 3), np.uint8), np.zeros((1, 3, 8, 8, 3), np.uint8))
+    with pytest.raises(VidiffError, match="uint8"):
+        M.flicker(np.zeros((1, 2, 8, 8, 3), np.int32))
+    # uint8 and float inputs mean the same thing
+    rng = np.random.default_rng(6)
+    u8 = rng.integers(0, 256, (2, 3, 8, 8, 3), dtype=np.uint8)
+    np.testing.assert_allclose(M.as_videos(u8), M.as_videos(_to_float(u8).float()), atol=1e-6)
