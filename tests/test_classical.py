@@ -464,7 +464,7 @@ def run_cli(*args):
 
 
 def decode(path):
-    from vidiff.denoise import read_video_tensor
+    from vidiff.io import read_video_tensor
 
     return read_video_tensor(path)[0]
 

@@ -147,7 +147,8 @@ def cmd_denoise(args) -> int:
     import torch
 
     from vidiff.classical import estimate_noise_sigma
-    from vidiff.denoise import classical_settings, denoise_video, read_video_tensor
+    from vidiff.denoise import classical_settings, denoise_video
+    from vidiff.io import read_video_tensor
     from vidiff.io import write_video
 
     out = Path(args.out)
@@ -377,11 +378,21 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="HTML file to write (default: RUN/report.html)")
     r.add_argument("--videos", type=int, default=16, help="generated and real videos to show (default: 16)")
     r.set_defaults(func=cmd_report)
+    from vidiff.tasks.commands import add_task_commands
+
+    add_task_commands(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # KEY=VALUE overrides may come after options (`vidiff train demo --out X train.steps=5`).
+    stray = [a for a in extra if a.startswith("-") or "=" not in a or not hasattr(args, "overrides")]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if extra:
+        args.overrides = list(args.overrides) + extra
     try:
         return args.func(args)
     except VidiffError as e:

@@ -92,11 +92,25 @@ class TrainConfig:
 
 
 @dataclass
+class MaskConfig:
+    """Masked conditional training (Voleti et al. 2022, MCVD): each clip gets a random set of known frames,
+    given to the network as extra input channels (known frames x mask, mask); the loss counts only the
+    unknown frames. One model then does generation, prediction and interpolation."""
+
+    enabled: bool = False  # off: an unconditional model (tasks then use replacement / reconstruction guidance)
+    p_none: float = 0.3  # probability of no known frame (unconditional generation)
+    p_prediction: float = 0.4  # probability that the first k frames are known, k uniform in 1..max_context
+    p_interpolation: float = 0.3  # probability that the first and last frames (plus random others) are known
+    max_context: int = 8  # the most known frames in a prediction mask
+
+
+@dataclass
 class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    masks: MaskConfig = field(default_factory=MaskConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -245,8 +259,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 def validate_run(cfg: RunConfig) -> None:
     """Value checks that types alone cannot express; each raises a one-line ConfigError."""
-    d, m, f, t = cfg.data, cfg.model, cfg.diffusion, cfg.train
+    d, m, f, t, k = cfg.data, cfg.model, cfg.diffusion, cfg.train, cfg.masks
     checks = [
+        (min(k.p_none, k.p_prediction, k.p_interpolation) >= 0 and k.p_none + k.p_prediction + k.p_interpolation > 0,
+         "masks.p_none, p_prediction and p_interpolation must be >= 0 and not all 0"),
+        (1 <= k.max_context < d.num_frames or not k.enabled, "masks.max_context must be in 1..data.num_frames-1"),
+        (m.cond_channels == 0 or not k.enabled,
+         "model.cond_channels is set from masks.enabled (in_channels + 1); leave it at 0"),
         (d.num_frames >= 1, "data.num_frames must be >= 1"),
         (d.size >= 8, "data.size must be >= 8"),
         (1 <= d.max_objects <= 6, "data.max_objects must be between 1 and 6"),

@@ -142,16 +142,6 @@ def model_denoise(pipe, video: torch.Tensor, sigma: Optional[float] = None, step
     return result if batched else result[0]
 
 
-def read_video_tensor(path: str | Path) -> tuple[torch.Tensor, float]:
-    """Decode a video file (or numbered-image folder) with `vidiff.io.read_video` -> ((3, F, H, W) in [-1, 1], fps)."""
-    from vidiff.io import read_video
-
-    frames, fps = read_video(path)  # uint8 (F, H, W, 3)
-    if len(frames) == 0:
-        raise VidiffError(f"{path} has no frames")
-    return torch.from_numpy(frames).permute(3, 0, 1, 2).float() / 127.5 - 1, fps
-
-
 # Settings tuned by bench/denoise.py (best mean PSNR on its tuning split of `shapes` clips, 16 frames x
 # 32x32, unclipped Gaussian noise; explicit scheme, D_space = 1), per noise sigma on the [0, 1] scale.
 # kappa is on the [0, 1] scale, temporal is D_time. `vidiff denoise` uses them when it is given none.

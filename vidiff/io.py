@@ -466,3 +466,11 @@ def write_image_sequence(folder: str | Path, frames, suffix: str = ".png", quali
         Image.fromarray(frame).save(p, **(jpeg if suffix.lower() in (".jpg", ".jpeg") else {}))
         paths.append(p)
     return paths
+
+
+def read_video_tensor(path: str | Path) -> tuple[torch.Tensor, float]:
+    """Decode a video file (or numbered-image folder) with `vidiff.io.read_video` -> ((3, F, H, W) in [-1, 1], fps)."""
+    frames, fps = read_video(path)  # uint8 (F, H, W, 3)
+    if len(frames) == 0:
+        raise VidiffError(f"{path} has no frames")
+    return torch.from_numpy(frames).permute(3, 0, 1, 2).float() / 127.5 - 1, fps

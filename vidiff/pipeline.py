@@ -18,6 +18,7 @@ import torch
 from vidiff.build import build_denoiser
 from vidiff.config import RunConfig, load_config
 from vidiff.diffusion import SAMPLERS, sample
+from vidiff.diffusion.guidance import masked_model_denoise
 from vidiff.errors import CheckpointError, VidiffError
 from vidiff.io import to_frames
 from vidiff.training.checkpoint import CONFIG, WEIGHTS, load_into, load_tensors
@@ -54,10 +55,11 @@ class VideoPipelineOutput:
 
 
 class VideoPipeline:
-    def __init__(self, denoiser, config: RunConfig, device: torch.device):
+    def __init__(self, denoiser, config: RunConfig, device: torch.device, run_dir: Optional[Path] = None):
         self.denoiser = denoiser.to(device).eval()
         self.config = config
         self.device = device
+        self.run_dir = run_dir  # where it was loaded from (None if built in memory)
 
     @classmethod
     def from_pretrained(cls, path_or_name: str | Path, device: str = "auto") -> "VideoPipeline":
@@ -65,7 +67,7 @@ class VideoPipeline:
         cfg = load_config(run / CONFIG)
         denoiser = build_denoiser(cfg)
         load_into(denoiser.net, load_tensors(run / WEIGHTS), f"{run / WEIGHTS}")
-        return cls(denoiser, cfg, resolve_device(device))
+        return cls(denoiser, cfg, resolve_device(device), run)
 
     @torch.no_grad()
     def __call__(self, num_videos: int = 1, num_inference_steps: int = 50, sampler: str = "ddim", eta: float = 0.0,
@@ -86,7 +88,45 @@ class VideoPipeline:
         for start in tqdm(chunks, desc="videos", disable=not progress or len(chunks) == 1):
             n = min(batch_size, num_videos - start)
             shape = (n, m.in_channels, d.num_frames, d.size, d.size)
-            videos.append(sample(self.denoiser, shape, self.denoiser.alphas_cumprod, sampler=sampler,
+            denoise = masked_model_denoise(self.denoiser) if self.config.masks.enabled else self.denoiser
+            videos.append(sample(denoise, shape, self.denoiser.alphas_cumprod, sampler=sampler,
                                  num_steps=num_inference_steps, eta=eta, generator=generator, device=self.device,
                                  progress=progress))
         return VideoPipelineOutput(videos=torch.cat(videos).cpu())
+
+    # One model, many tasks (vidiff.tasks): each returns videos (B, C, F, H, W) in [-1, 1].
+    def predict(self, context, num_future: int, **kwargs) -> torch.Tensor:
+        """The context frames (C, Fc, H, W) followed by `num_future` generated frames."""
+        from vidiff.tasks import predict
+
+        return predict(self, context, num_future, **kwargs)
+
+    def interpolate(self, keyframes, positions=None, **kwargs) -> torch.Tensor:
+        from vidiff.tasks import interpolate
+
+        return interpolate(self, keyframes, positions, **kwargs)
+
+    def upsample_time(self, video, factor: int, **kwargs) -> torch.Tensor:
+        from vidiff.tasks import upsample_time
+
+        return upsample_time(self, video, factor, **kwargs)
+
+    def animate(self, image, **kwargs) -> torch.Tensor:
+        from vidiff.tasks import animate
+
+        return animate(self, image, **kwargs)
+
+    def inpaint(self, video, region, **kwargs) -> torch.Tensor:
+        from vidiff.tasks import inpaint
+
+        return inpaint(self, video, region, **kwargs)
+
+    def vary(self, video, strength: float = 0.5, **kwargs) -> torch.Tensor:
+        from vidiff.tasks import vary
+
+        return vary(self, video, strength, **kwargs)
+
+    def extend(self, num_frames: int, video=None, **kwargs) -> torch.Tensor:
+        from vidiff.tasks import extend
+
+        return extend(self, num_frames, video, **kwargs)

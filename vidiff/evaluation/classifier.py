@@ -136,7 +136,7 @@ class ShapesClassifier(nn.Module):
         present = (mass > 0).to(v.dtype)
         step = lambda c: torch.cat([(c[:, 1:] - c[:, :-1]) * present[:, 1:] * present[:, :-1],
                                     torch.zeros_like(c[:, :1])], 1)
-        return torch.stack([mass / (H * W) * 20, cx / (W / 2), cy / (H / 2), step(cx), step(cy), sx / 4, sy / 4],
+        return torch.stack([mass / (H * W) * 20, cx / (W / 2), cy / (H / 2), 4 * step(cx), 4 * step(cy), sx / 4, sy / 4],
                            -1) * present[..., None]
 
     def _encode(self, v: torch.Tensor) -> torch.Tensor:

@@ -25,6 +25,8 @@ from vidiff.build import build_denoiser
 from vidiff.config import RunConfig, load_config
 from vidiff.data import build_dataset
 from vidiff.diffusion import sample
+from vidiff.diffusion.guidance import masked_model_denoise
+from vidiff.diffusion.masks import conditioning_channels, random_training_masks
 from vidiff.errors import CheckpointError, ConfigError, VidiffError
 
 
@@ -152,7 +154,8 @@ def write_preview(denoiser, ema: EMA, cfg: RunConfig, path: Path, device: torch.
     net.eval()
     d = cfg.data
     g = torch.Generator().manual_seed(1234)
-    x = sample(denoiser, (num, cfg.model.in_channels, d.num_frames, d.size, d.size), denoiser.alphas_cumprod,
+    denoise = masked_model_denoise(denoiser) if cfg.masks.enabled else denoiser
+    x = sample(denoise, (num, cfg.model.in_channels, d.num_frames, d.size, d.size), denoiser.alphas_cumprod,
                sampler="ddim", num_steps=cfg.train.preview_steps, generator=g, device=device)
     net.load_state_dict(backup)
     net.train()
@@ -252,8 +255,14 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
             noise = torch.randn_like(x0)
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, tc)
+            cond = loss_mask = None
+            if cfg.masks.enabled:  # MCVD: known frames + mask as input channels, loss on the unknown frames
+                mk = cfg.masks
+                mask = random_training_masks(x0.shape[0], x0.shape[2], mk.p_none, mk.p_prediction,
+                                             mk.p_interpolation, mk.max_context).to(device)  # (B, 1, F, 1, 1)
+                cond, loss_mask = conditioning_channels(x0, mask), 1 - mask
             with autocast:
-                loss = denoiser.loss(x0, t, noise, net=model).mean()
+                loss = denoiser.loss(x0, t, noise, cond=cond, loss_mask=loss_mask, net=model).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             max_norm = tc.grad_clip if tc.grad_clip > 0 else float("inf")

@@ -1,0 +1,82 @@
+"""Conditioning on known pixels at sampling time. Each function wraps a denoise function
+`denoise(x_t, t) -> (x0_hat, eps_hat)` into another one, so that any sampler can use it.
+
+known: (B, C, F, H, W) in [-1, 1]; mask: (B, 1, F, 1 or H, 1 or W), 1 where `known` is given.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from vidiff.diffusion.masks import conditioning_channels
+from vidiff.diffusion.schedules import append_dims, q_sample
+
+
+def masked_model_denoise(denoiser, known: Optional[torch.Tensor] = None, mask: Optional[torch.Tensor] = None):
+    """For a model trained with masks (MCVD): the known frames and the mask go in as extra channels.
+    With no `known`, the model is asked for unconditional samples (an all-zero mask)."""
+
+    def denoise(x_t, t):
+        if known is None:
+            k = torch.zeros_like(x_t)
+            m = torch.zeros(x_t.shape[0], 1, x_t.shape[2], 1, 1, device=x_t.device)
+        else:
+            k, m = known.to(x_t.device), mask.to(x_t.device)
+        x0, eps = denoiser(x_t, t, conditioning_channels(k, m))
+        return _keep_known(x0, eps, x_t, t, known, mask, denoiser.alphas_cumprod)
+
+    return denoise
+
+
+def _keep_known(x0, eps, x_t, t, known, mask, alphas_cumprod):
+    """Put the known pixels into x0_hat and recompute eps from it, so that the sampler's last step
+    (which returns x0_hat) reproduces them exactly."""
+    if known is None:
+        return x0, eps
+    m = mask.to(x0.device).expand_as(x0)
+    x0 = torch.where(m > 0.5, known.to(x0.device).expand_as(x0), x0)
+    a = append_dims(alphas_cumprod.to(x_t.device)[t].float(), x_t.ndim)
+    eps = (x_t - a.sqrt() * x0) / (1 - a).sqrt()
+    return x0, eps
+
+
+def replacement(denoiser, known: torch.Tensor, mask: torch.Tensor, generator: Optional[torch.Generator] = None):
+    """The replacement method (Ho et al. 2022, "Video Diffusion Models", sec. 3.1; Song et al. 2021):
+    before each model call the known part of x_t is replaced by a fresh sample of q(x_t | x_known)."""
+
+    def denoise(x_t, t):
+        z = _replace(x_t, t, known, mask, denoiser.alphas_cumprod, generator)
+        x0, eps = denoiser(z, t)
+        return _keep_known(x0, eps, x_t, t, known, mask, denoiser.alphas_cumprod)
+
+    return denoise
+
+
+def reconstruction_guidance(denoiser, known: torch.Tensor, mask: torch.Tensor, weight: float = 2.0,
+                            generator: Optional[torch.Generator] = None):
+    """Reconstruction guidance (Ho et al. 2022, eq. 7): replacement, plus a gradient step that makes the
+    model's reconstruction of the known part agree with it:
+        x~0 = x^0 - (w_r * alpha_t / 2) * grad_{z_t} || x_known - x^0_known(z_t) ||^2,   alpha_t = sqrt(a_t).
+    Slower (one backward pass per step) but much more coherent than replacement alone."""
+
+    def denoise(x_t, t):
+        z = _replace(x_t, t, known, mask, denoiser.alphas_cumprod, generator).detach().requires_grad_(True)
+        with torch.enable_grad():
+            x0, _ = denoiser(z, t)
+            m = mask.to(x0.device).expand_as(x0)
+            err = ((known.to(x0.device) - x0) ** 2 * m).sum()
+            (grad,) = torch.autograd.grad(err, z)
+        a = append_dims(denoiser.alphas_cumprod.to(x_t.device)[t].float(), x_t.ndim)
+        x0 = (x0 - weight * a.sqrt() / 2 * grad).detach()
+        return _keep_known(x0, None, x_t, t, known, mask, denoiser.alphas_cumprod)
+
+    return denoise
+
+
+def _replace(x_t, t, known, mask, alphas_cumprod, generator):
+    noise = torch.randn(x_t.shape, generator=generator, device=generator.device if generator else x_t.device)
+    noisy_known = q_sample(known.to(x_t.device), alphas_cumprod.to(x_t.device)[t].float(), noise.to(x_t.device))
+    m = mask.to(x_t.device).expand_as(x_t)
+    return torch.where(m > 0.5, noisy_known, x_t)
