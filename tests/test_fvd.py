@@ -152,6 +152,26 @@ def test_direction_bins_and_mirroring():
     np.testing.assert_array_equal(mirrored.numpy()[exact], expected[exact])
 
 
+def test_color_channels_separate_the_objects():
+    model = C.ShapesClassifier(C.ShapesClassifierConfig())
+    ds = C.BouncingShapes(16, 32, 3, seed=5, length=20)
+    for i in range(20):
+        item, labels = ds[i], C.clip_labels(ds, i)
+        ch = model.color_channels(item["video"][None])[0]  # (7, F, H, W)
+        filled = (ch[:6].flatten(1).amax(1) > 0).numpy()
+        np.testing.assert_array_equal(filled, labels["present"])
+        # each object's channel holds its own pixels: total brightness ~ that of the RGB frame's max channel
+        value = ((item["video"] + 1) / 2).amax(0)
+        assert abs(float(ch.sum() - value.sum())) < 0.02 * float(value.sum())
+    # the moments see motion: a channel whose centroid moves right by 1 pixel a frame
+    v = torch.zeros(1, 1, 16, 32, 32)
+    for t in range(16):
+        v[0, 0, t, 10:14, 4 + t:8 + t] = 1
+    m = C.ShapesClassifier.moments(v)[0]  # (F, 7)
+    np.testing.assert_allclose(m[:-1, 3].numpy(), 4.0, atol=1e-5)  # x step, in pixels x 4
+    np.testing.assert_allclose(m[:, 4].numpy(), 0.0, atol=1e-5)
+
+
 def test_shipped_classifier_is_accurate_on_held_out_clips():
     model = C.load_shapes_classifier()
     results = model.results["held_out_accuracy"]

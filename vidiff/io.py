@@ -189,6 +189,14 @@ def _why(error: BaseException) -> str:
     return f"{name}: {error}"
 
 
+def _open_input(path: Path):
+    """av.open for reading. Container metadata is decoded leniently: a damaged or non-UTF-8 tag must not make a
+    readable video unreadable (found by tests/test_fuzz.py: strict decoding raised UnicodeDecodeError)."""
+    import av
+
+    return av.open(str(path), metadata_errors="replace")
+
+
 def _numbered_key(path: Path) -> tuple[int, str]:
     digits = re.findall(r"\d+", path.stem)
     return (int(digits[-1]) if digits else -1, path.name)
@@ -259,7 +267,7 @@ def probe_video(path: str | Path, image_fps: float = DEFAULT_IMAGE_FPS) -> Video
     import av
 
     try:
-        with av.open(str(path)) as container:
+        with _open_input(path) as container:
             stream = _video_stream(container, path)
             num_frames, fps = stream.frames, _stream_fps(container, stream)
             try:
@@ -268,12 +276,12 @@ def probe_video(path: str | Path, image_fps: float = DEFAULT_IMAGE_FPS) -> Video
                 raise VideoReadError(path, "0 frames") from None
             width, height, codec = frame.width, frame.height, stream.codec_context.name
         if num_frames <= 0:  # mkv, webm and gif headers carry no frame count: count packets, decode nothing
-            with av.open(str(path)) as container:
+            with _open_input(path) as container:
                 stream = container.streams.video[0]
                 num_frames = sum(1 for packet in container.demux(stream) if packet.size)
     except VideoReadError:
         raise
-    except (av.error.FFmpegError, OSError, EOFError) as e:
+    except (av.error.FFmpegError, OSError, EOFError, UnicodeError) as e:
         raise VideoReadError(path, _why(e)) from None
     if num_frames <= 0:
         raise VideoReadError(path, "0 frames")
@@ -311,7 +319,7 @@ def _select_av(path: Path, wanted: list[int], stats: dict | None):
     first = wanted[0]
     decoded = 0
     try:
-        with av.open(str(path)) as container:
+        with _open_input(path) as container:
             stream = _video_stream(container, path)
             rate = stream.average_rate or stream.guessed_rate
             tb = stream.time_base
@@ -359,7 +367,7 @@ def _select_av(path: Path, wanted: list[int], stats: dict | None):
             raise VideoReadError(path, f"frame {wanted[position]} was requested but {last_seen} (truncated?)")
     except VideoReadError:
         raise
-    except (av.error.FFmpegError, OSError, EOFError) as e:
+    except (av.error.FFmpegError, OSError, EOFError, UnicodeError) as e:
         raise VideoReadError(path, _why(e)) from None
     finally:
         if stats is not None:

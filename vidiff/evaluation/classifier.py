@@ -121,7 +121,7 @@ class ShapesClassifier(nn.Module):
     @staticmethod
     def moments(v: torch.Tensor) -> torch.Tensor:
         """v: (N, 1, F, H, W) colour channels -> (N, F, 7) per frame: mass (fraction of the frame x 20), centroid
-        x, y (in [-1, 1]), centroid step to the next frame x, y (pixels; 0 at the last frame), spread x, y
+        x, y (in [-1, 1]), centroid step to the next frame x, y (pixels x 4; 0 at the last frame), spread x, y
         (standard deviation in pixels / 4). Frames where the channel is empty give zeros."""
         N, _, Fr, H, W = v.shape
         v = v[:, 0]
@@ -178,16 +178,19 @@ def direction_bin(velocity: np.ndarray) -> np.ndarray:
 
 
 def clip_labels(dataset: BouncingShapes, index: int) -> dict[str, np.ndarray]:
-    """Per-colour labels of clip `index`: present (6,) bool, shape (6,) and direction (6,) int, -1 where absent."""
+    """Per-colour labels of clip `index`: present (6,) bool, shape (6,) and direction (6,) int, -1 where absent,
+    and angle (6,) float, the direction of motion at the first frame in radians (0 where absent)."""
     obj = dataset.objects(index)
     present = np.zeros(NUM_COLORS, bool)
     shape = np.full(NUM_COLORS, -1)
     direction = np.full(NUM_COLORS, -1)
+    angle = np.zeros(NUM_COLORS)
     dirs = direction_bin(obj["velocity"])
     for k, (s, c) in enumerate(zip(obj["shapes"], obj["colors"])):
         j = COLOR_NAMES.index(c)
         present[j], shape[j], direction[j] = True, SHAPES.index(s), dirs[k]
-    return {"present": present, "shape": shape, "direction": direction}
+        angle[j] = np.arctan2(obj["velocity"][k, 1], obj["velocity"][k, 0])
+    return {"present": present, "shape": shape, "direction": direction, "angle": angle}
 
 
 def render_clips(dataset: BouncingShapes, count: int, progress: bool = False,
@@ -207,7 +210,10 @@ def render_clips(dataset: BouncingShapes, count: int, progress: bool = False,
 def mirror_labels(labels: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Labels of the horizontally mirrored clip: a direction at angle a becomes 180 - a (bin k -> 4 - k)."""
     d = labels["direction"]
-    return {**labels, "direction": torch.where(d >= 0, (4 - d) % NUM_DIRECTIONS, d)}
+    out = {**labels, "direction": torch.where(d >= 0, (4 - d) % NUM_DIRECTIONS, d)}
+    if "angle" in labels:
+        out["angle"] = torch.pi - labels["angle"]
+    return out
 
 
 def _to_input(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -224,7 +230,9 @@ def _to_input(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 
 def classifier_loss(out: dict[str, torch.Tensor], labels: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Per-clip loss (B,): BCE on presence, cross-entropy on shape and direction of the present colours."""
+    """Per-clip loss (B,): BCE on presence, cross-entropy on shape and direction of the present colours.
+
+    (Soft direction targets, spread over neighbouring bins by angle, were tried and gave no better accuracy.)"""
     present = labels["present"].float()  # (B, 6)
     loss = F.binary_cross_entropy_with_logits(out["present"], present, reduction="none").sum(1)
     for key in ("shape", "direction"):
@@ -297,7 +305,8 @@ def train_shapes_classifier(cfg: Optional[ShapesClassifierConfig] = None, out_di
         flip = torch.from_numpy(rng.random(len(idx)) < 0.5)  # mirror half the batch: a free, label-exact augmentation
         x = torch.where(flip[:, None, None, None, None], x.flip(-1), x)
         mirrored = mirror_labels(labels)
-        labels["direction"] = torch.where(flip[:, None], mirrored["direction"], labels["direction"])
+        for key in ("direction", "angle"):
+            labels[key] = torch.where(flip[:, None], mirrored[key], labels[key])
         loss = classifier_loss(model(x), labels).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
