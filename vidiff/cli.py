@@ -49,7 +49,8 @@ def cmd_train(args) -> int:
     summary = train(cfg, out, resume=args.resume, progress=not args.quiet)
     if summary.get("interrupted_by"):
         return 130 if summary["interrupted_by"] == "SIGINT" else 143
-    print(f"trained {summary['step']} steps in {summary.get('seconds', 0):.0f} s -> {out}")
+    if "run_dir" in summary:  # rank 0 (or the only process) reports
+        print(f"trained {summary['step']} steps in {summary['seconds']:.0f} s -> {out}")
     return 0
 
 
@@ -200,7 +201,7 @@ def cmd_eval(args) -> int:
                           sampler=args.sampler, eta=args.eta, seed=args.seed, device=args.device,
                           batch_size=args.batch_size, samples=args.samples, out_dir=out, progress=not args.quiet)
     for name, m in report["metrics"].items():
-        print(f"{name:>10}: {m['value']:.4g}   (baseline, {m['baseline_is'].split(':')[0]}: {m['baseline']:.4g})")
+        print(f"{name:>10}: {m['value']:.4g}   (real data: {m['baseline']:.4g})")
     where = Path(out) if out is not None else Path(report["run"])
     print(f"N = {args.num} videos; {report['seconds']:.0f} s -> {where / 'metrics.json'}")
     return 0

@@ -29,7 +29,8 @@ import numpy as np
 from vidiff.errors import VidiffError
 
 MAX_VIDEOS = 16
-UPSCALE = 4  # 32x32 clips shown at 128x128
+SHOW_SCALE = 4  # 32x32 clips are shown at 128x128 (the browser scales them up, pixelated)
+VIDEO_SCALE = 2  # ...from videos encoded at 2x: H.264's 4:2:0 chroma then still has one sample per clip pixel
 
 METRIC_INFO = {  # name -> (title, what it measures)
     "fvd_shapes": ("FVD-shapes", "Frechet distance of shapes-classifier features, generated vs real clips"),
@@ -77,14 +78,15 @@ def _video_block(videos: np.ndarray, caption: str) -> str:
 
     columns = min(len(videos), 8)
     tiled = video_grid(videos, columns=columns)
-    tiled = tiled.repeat(UPSCALE, axis=1).repeat(UPSCALE, axis=2)
-    grid = frame_grid(videos[:8])
     h, w = tiled.shape[1:3]
-    return (f'<figure><video class="pixel" src="{_video_uri(tiled)}" width="{w}" height="{h}" autoplay loop muted '
-            f'playsinline controls></video><figcaption>{html.escape(caption)} ({len(videos)} videos)</figcaption>'
-            f'</figure>\n<figure><img class="pixel" src="{_png_uri(grid)}" alt="frames of {html.escape(caption)}" '
-            f'width="{grid.shape[1] * 2}" height="{grid.shape[0] * 2}"><figcaption>the frames of the first '
-            f'{min(len(videos), 8)}, one row per video</figcaption></figure>')
+    tiled = tiled.repeat(VIDEO_SCALE, axis=1).repeat(VIDEO_SCALE, axis=2)
+    grid = frame_grid(videos[:4])
+    return (f'<figure><video class="pixel" src="{_video_uri(tiled)}" width="{w * SHOW_SCALE}" '
+            f'height="{h * SHOW_SCALE}" autoplay loop muted playsinline></video><figcaption>'
+            f'{html.escape(caption)} ({len(videos)} videos)</figcaption></figure>\n<figure><img class="pixel" '
+            f'src="{_png_uri(grid)}" alt="frames of {html.escape(caption)}" width="{grid.shape[1] * 2}" '
+            f'height="{grid.shape[0] * 2}"><figcaption>the frames of the first {min(len(videos), 4)}, one row per '
+            f'video</figcaption></figure>')
 
 
 def read_loss_csv(path: Path) -> dict[str, np.ndarray]:
