@@ -72,7 +72,8 @@ def main(argv=None) -> int:
                               progress=not args.quiet)
         m = report["metrics"]
         rows.append(f"| {label} (`{folder}`, step {report['model_step']}) | {m['fvd_shapes']['value']:.3f} | "
-                    f"{m['fvd_shapes']['baseline']:.3f} | {m['flicker']['value']:.4f} ({m['flicker']['baseline']:.4f}) | "
+                    f"{m['fvd_shapes']['baseline']:.3f} | "
+                    f"{m['flicker']['value']:.4f} ({m['flicker']['baseline']:.4f}) | "
                     f"{m['warp']['value']:.4f} ({m['warp']['baseline']:.4f}) |")
         print(f"{label}: FVD-shapes {m['fvd_shapes']['value']:.3f} (real vs real {m['fvd_shapes']['baseline']:.3f}) "
               f"in {time.perf_counter() - t0:.0f} s")
@@ -90,7 +91,8 @@ def main(argv=None) -> int:
 
     info = classifier_info()
     acc = info["results"].get("held_out_accuracy", {})
-    command = "python bench/fvd_shapes.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    given = argv if argv is not None else sys.argv[1:]
+    command = "python bench/fvd_shapes.py " + " ".join(shlex.quote(a) for a in given)
     block = "\n".join([
         f"Command: `{command.strip()}` ({time.perf_counter() - t_start:.0f} s, {time.strftime('%Y-%m-%d')}, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads)",

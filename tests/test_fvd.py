@@ -158,8 +158,10 @@ def test_color_channels_separate_the_objects():
     for i in range(20):
         item, labels = ds[i], C.clip_labels(ds, i)
         ch = model.color_channels(item["video"][None])[0]  # (7, F, H, W)
-        filled = (ch[:6].flatten(1).amax(1) > 0).numpy()
-        np.testing.assert_array_equal(filled, labels["present"])
+        mass = ch[:6].flatten(1).sum(1).numpy()
+        present = labels["present"]
+        # absent colours are empty, except thin anti-aliased seams where two objects' colours mix into a third
+        assert mass[~present].max(initial=0) < 0.1 * mass[present].min(), (i, mass, present)
         # each object's channel holds its own pixels: total brightness ~ that of the RGB frame's max channel
         value = ((item["video"] + 1) / 2).amax(0)
         assert abs(float(ch.sum() - value.sum())) < 0.02 * float(value.sum())
@@ -183,7 +185,8 @@ def test_shipped_classifier_is_accurate_on_held_out_clips():
     assert acc["colors"] >= 0.85 and acc["shape"] >= 0.8 and acc["direction"] >= 0.7
     # Garbage is not recognised: uniform noise clips rarely look like exactly the right objects.
     noise = np.random.default_rng(0).integers(0, 256, videos.shape, dtype=np.uint8)
-    acc_noise = C.attribute_accuracy(C.predict_attributes(model, noise), {k: torch.as_tensor(v) for k, v in labels.items()})
+    acc_noise = C.attribute_accuracy(C.predict_attributes(model, noise),
+                                     {k: torch.as_tensor(v) for k, v in labels.items()})
     assert acc_noise["all"] < 0.2
 
 

@@ -292,9 +292,8 @@ MEDIA_STATUS_JS = """(async () => {
 })()"""
 
 
-def test_report_opens_in_headless_chromium(report_file, tmp_path):
-    from PIL import Image
-
+def _open_in_chromium(page, tmp_path):
+    """Load `page` in headless Chromium: per-image and per-video status, console/page errors, a screenshot."""
     binary = _find_chromium()
     if binary is None:
         pytest.skip("no chromium binary found (install Debian's `chromium` package or set VIDIFF_CHROMIUM)")
@@ -304,7 +303,7 @@ def test_report_opens_in_headless_chromium(report_file, tmp_path):
         session = browser.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         for domain in ("Runtime", "Log", "Page"):
             browser.send(f"{domain}.enable", session=session)
-        browser.send("Page.navigate", {"url": report_file.resolve().as_uri()}, session=session)
+        browser.send("Page.navigate", {"url": page.resolve().as_uri()}, session=session)
         browser.wait_event("Page.loadEventFired")
         status = browser.send("Runtime.evaluate", {"expression": MEDIA_STATUS_JS, "awaitPromise": True,
                                                    "returnByValue": True}, session=session, timeout=60)
@@ -316,8 +315,26 @@ def test_report_opens_in_headless_chromium(report_file, tmp_path):
                   or (e.get("method") == "Log.entryAdded" and e["params"]["entry"]["level"] == "error")]
     finally:
         browser.close()
+    return media, errors, base64.b64decode(shot["data"])
+
+
+def test_report_opens_in_headless_chromium(report_file, tmp_path):
+    from PIL import Image
+
+    media, errors, shot = _open_in_chromium(report_file, tmp_path)
     assert len(media["imgs"]) >= 3 and all(i["ok"] for i in media["imgs"]), media["imgs"]
     assert len(media["vids"]) == 2 and all(v["ok"] for v in media["vids"]), media["vids"]  # decoded and playing
     assert errors == [], errors
-    image = np.asarray(Image.open(io.BytesIO(base64.b64decode(shot["data"]))).convert("RGB")).astype(float)
+    image = np.asarray(Image.open(io.BytesIO(shot)).convert("RGB")).astype(float)
     assert image.shape[0] > 100 and image.std() > 10 and len(np.unique(image.reshape(-1, 3), axis=0)) > 50
+
+
+def test_the_browser_check_catches_broken_pages(tmp_path):
+    page = tmp_path / "broken.html"
+    page.write_text('<!DOCTYPE html><html><head><link rel=icon href="data:,"></head><body>'
+                    '<img src="data:image/png;base64,AAAA"><video src="data:video/mp4;base64,AAAA" muted autoplay>'
+                    '</video><img src="missing.png"><script>undefined_function()</script></body></html>')
+    media, errors, _ = _open_in_chromium(page, tmp_path)
+    assert not any(i["ok"] for i in media["imgs"]) and not media["vids"][0]["ok"]
+    kinds = {e["method"] for e in errors}
+    assert "Runtime.exceptionThrown" in kinds and "Log.entryAdded" in kinds  # the script error, the missing file

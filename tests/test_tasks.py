@@ -65,6 +65,8 @@ def test_predict_keeps_the_context_exactly(pipe, method):
     assert out.shape == (2, 3, 6, 16, 16)
     assert torch.allclose(out[:, :, :3], ctx.expand(2, -1, -1, -1, -1), atol=1e-6)
     assert out[:, :, 3:].abs().max() <= 1
+    chunked = tasks.predict(pipe, ctx[0], 3, num_samples=3, method=method, num_steps=2, batch_size=2)
+    assert chunked.shape == (3, 3, 6, 16, 16) and torch.allclose(chunked[:, :, :3], ctx.expand(3, -1, -1, -1, -1))
 
 
 def test_interpolate_keeps_keyframes_and_upsample_time(pipe):

@@ -55,28 +55,9 @@ def write_video(path: str | Path, video, fps: float = 8.0, upscale: int = 1) -> 
         images = [Image.fromarray(f) for f in frames]
         images[0].save(path, save_all=True, append_images=images[1:], duration=int(round(1000 / fps)), loop=0)
         return path
-    codecs = {".mp4": ("libx264", "yuv420p"), ".webm": ("libvpx-vp9", "yuv420p")}
-    if suffix not in codecs:
+    if suffix not in (".mp4", ".webm"):
         raise VidiffError(f"cannot write {path.name}: use .mp4, .webm or .gif")
-    import av
-    from fractions import Fraction
-
-    codec, pix_fmt = codecs[suffix]
-    H, W = frames.shape[1:3]
-    if H % 2 or W % 2:  # yuv420p needs even sizes
-        frames = np.pad(frames, ((0, 0), (0, H % 2), (0, W % 2), (0, 0)), mode="edge")
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1000))
-        stream.width, stream.height = frames.shape[2], frames.shape[1]
-        stream.pix_fmt = pix_fmt
-        if codec == "libx264":
-            stream.options = {"crf": "18", "preset": "medium"}
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    return encode_video(path, frames, fps=fps)  # H.264 (crf 18) or VP9, yuv420p
 
 
 def frame_grid(videos: np.ndarray, pad: int = 1) -> np.ndarray:

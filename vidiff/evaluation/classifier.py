@@ -88,7 +88,8 @@ class ShapesClassifier(nn.Module):
     and 31% direction accuracy in 900 steps). Beside the CNN, a small MLP reads each channel's trajectory: per frame its
     mass, centroid, centroid step and spread (image moments), from which the direction at the first frame
     (before any bounce), jumps, vanishing and size changes are direct to read (the CNN alone reached 69%
-    direction accuracy in 900 steps, with the moments 79-90%). Heads score the 6 palette channels; the features (FVD-shapes) are all 7 embeddings.
+    direction accuracy in 900 steps, with the moments 79-90%). Heads score the 6 palette channels; the features
+    (FVD-shapes) are all 7 embeddings.
     """
 
     def __init__(self, cfg: ShapesClassifierConfig):
@@ -199,11 +200,11 @@ def render_clips(dataset: BouncingShapes, count: int, progress: bool = False,
     from tqdm.auto import tqdm
 
     videos = np.empty((count, dataset.num_frames, dataset.size, dataset.size, 3), np.uint8)
-    labels = {"present": [], "shape": [], "direction": []}
+    labels: dict[str, list] = {}
     for i in tqdm(range(count), desc=desc, disable=not progress, leave=False):
         videos[i] = np.round(dataset.render(dataset.objects(i)) * 255).astype(np.uint8)
         for k, v in clip_labels(dataset, i).items():
-            labels[k].append(v)
+            labels.setdefault(k, []).append(v)
     return videos, {k: np.stack(v) for k, v in labels.items()}
 
 

@@ -218,7 +218,8 @@ def evaluate_run(run: str | Path, num: int = 256, metrics: Optional[Sequence[str
             gen, ref = fn(fake), fn(real)
             results[name] = {"value": float(gen.mean()), "baseline": float(ref.mean()),
                              "baseline_is": "the same score on N held-out real clips",
-                             "lower_is_better": True, "per_video": {"generated": _mean_std(gen), "real": _mean_std(ref)},
+                             "lower_is_better": True,
+                             "per_video": {"generated": _mean_std(gen), "real": _mean_std(ref)},
                              "protocol": ({"definition": "mean over frame pairs and channels of |change of the "
                                                          "frame's mean colour|, [0, 1] units"}
                                           if name == "flicker" else

@@ -68,7 +68,7 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 
 @dataclass
 class I3D:
-    """A loaded feature network: the TorchScript module, the keyword arguments it is called with, and where it came from."""
+    """A loaded feature network: the TorchScript module, the keyword arguments it is called with, its origin."""
 
     module: torch.jit.ScriptModule
     call_kwargs: dict
@@ -106,7 +106,8 @@ def load_i3d(path: str | Path, device: str | torch.device = "cpu") -> I3D:
 
 
 def prepare_videos(videos, protocol: FVDProtocol) -> torch.Tensor:
-    """uint8 (N, F, H, W, 3) or float (N, C, F, H, W) in [-1, 1] -> float32 (N, 3, T, S, S) in [-1, 1] per the protocol."""
+    """uint8 (N, F, H, W, 3) or float (N, C, F, H, W) in [-1, 1] -> float32 (N, 3, T, S, S) in [-1, 1]:
+    the first T = protocol.num_frames frames, each resized to S x S = protocol.size (see the module docstring)."""
     if isinstance(videos, np.ndarray):
         videos = torch.from_numpy(videos)
     if videos.dtype == torch.uint8:

@@ -33,7 +33,8 @@ FLOW_UPSCALE = 2
 
 
 def as_videos(videos) -> np.ndarray:
-    """uint8 (N, F, H, W, 3) or float (N, C, F, H, W) in [-1, 1] (one video: no N) -> float64 (N, F, H, W, C) in [0, 1]."""
+    """uint8 (N, F, H, W, 3) or float (N, C, F, H, W) in [-1, 1] (one video: no N) -> float64 (N, F, H, W, C)
+    in [0, 1]."""
     if isinstance(videos, torch.Tensor):
         is_float = videos.is_floating_point()
         videos = videos.detach().cpu()
@@ -50,7 +51,8 @@ def as_videos(videos) -> np.ndarray:
     if videos.ndim == 4:
         videos = videos[None]
     if videos.ndim != 5 or videos.shape[1] not in (1, 3):
-        raise VidiffError(f"float videos must be (N, C, F, H, W) or (C, F, H, W) with C = 1 or 3, got shape {videos.shape}")
+        raise VidiffError(f"float videos must be (N, C, F, H, W) or (C, F, H, W) with C = 1 or 3, "
+                          f"got shape {videos.shape}")
     lo, hi = float(videos.min()), float(videos.max())
     if lo < -1.001 or hi > 1.001 or not np.isfinite(lo + hi):
         raise VidiffError(f"float videos must lie in [-1, 1], got values in [{lo:.3g}, {hi:.3g}]")

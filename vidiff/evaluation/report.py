@@ -159,8 +159,10 @@ def _metrics_section(metrics: dict) -> str:
                     f"<td><small>{html.escape(m.get('baseline_is', ''))}</small></td></tr>")
     samples = metrics.get("samples", {})
     how = ", ".join(f"{k} {samples[k]}" for k in ("sampler", "steps", "eta", "seed") if k in samples)
-    head = (f"<p class=meta>N = {metrics.get('num_videos')} generated videos ({html.escape(how or str(samples.get('source')))})"
-            f" against N held-out real clips of '{html.escape(str(metrics.get('real', {}).get('dataset')))}'; model step "
+    how = html.escape(how or str(samples.get("source")))
+    dataset = html.escape(str(metrics.get("real", {}).get("dataset")))
+    head = (f"<p class=meta>N = {metrics.get('num_videos')} generated videos ({how})"
+            f" against N held-out real clips of '{dataset}'; model step "
             f"{_fmt(metrics.get('model_step'))}; computed in {_fmt(metrics.get('seconds'))} s by vidiff "
             f"{html.escape(str(metrics.get('vidiff_version')))}.</p>")
     protocol = {name: m.get("protocol") for name, m in metrics.get("metrics", {}).items()}
@@ -205,7 +207,8 @@ def build_report(run: str | Path, out: Optional[str | Path] = None, max_videos: 
         videos = np.load(samples_path, mmap_mode="r", allow_pickle=False)
         if videos.dtype != np.uint8 or videos.ndim != 5:
             raise VidiffError(f"{samples_path} is not a uint8 (N, F, H, W, 3) array")
-        body = _video_block(np.ascontiguousarray(videos[:max_videos]), f"generated, from {samples_path.relative_to(run)}")
+        body = _video_block(np.ascontiguousarray(videos[:max_videos]),
+                            f"generated, from {samples_path.relative_to(run)}")
         if real and cfg_data is not None:
             from vidiff.config import load_config
             from vidiff.evaluation.evaluate import real_clips

@@ -79,11 +79,19 @@ def _denoise_fn(pipe, known, mask, method, guidance_weight, generator):
 
 def conditional_sample(pipe, known: torch.Tensor, mask: torch.Tensor, method: str = "auto", num_steps: int = 50,
                        guidance_weight: float = 2.0, generator: Optional[torch.Generator] = None,
-                       progress: bool = False) -> torch.Tensor:
+                       progress: bool = False, batch_size: int = 16) -> torch.Tensor:
     """Sample clips (B, C, F, H, W) of the model's length in which `known` holds wherever mask == 1.
 
     mask: (B or 1, 1, F, 1, 1) for whole frames or (B or 1, 1, F, H, W) for space-time regions.
+    Clips are sampled `batch_size` at a time (reconstruction guidance keeps activations for a backward pass).
     """
+    if known.shape[0] > batch_size:
+        chunks = []
+        for i in range(0, known.shape[0], batch_size):
+            m = mask[i:i + batch_size] if mask.shape[0] > 1 else mask
+            chunks.append(conditional_sample(pipe, known[i:i + batch_size], m, method, num_steps, guidance_weight,
+                                             generator, progress, batch_size).cpu())
+        return torch.cat(chunks)
     d = pipe.config.data
     known = known.to(pipe.device)
     if known.shape[1:] != (pipe.config.model.in_channels, d.num_frames, d.size, d.size):
