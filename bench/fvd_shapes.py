@@ -7,34 +7,24 @@ Each RUN argument is a run folder, optionally labelled as LABEL=FOLDER. For each
 (DDIM, --steps, seed --seed) and compared with N held-out real clips of the run's data by `vidiff eval`'s code
 (metrics fvd_shapes, flicker, warp); results and samples go to --work/LABEL (the run folders are not written
 to). The real-vs-real rows give the floor: FVD-shapes between disjoint sets of N held-out clips of the demo
-preset's data, for --pairs pairs. The table, with this command line, replaces what lies between
-`<!-- fvd:start -->` and `<!-- fvd:end -->` in --docs (the markers and the file are created if missing).
+preset's data, for --pairs pairs. The table, with this command line, replaces the section between
+`<!-- fvd:start -->` and `<!-- fvd:end -->` in --docs (bench/report.py; created if missing).
 Pass every run you want in the table in one invocation: rows are not merged with an earlier table.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-START, END = "<!-- fvd:start -->", "<!-- fvd:end -->"
+sys.path.insert(0, str(ROOT))
 
-
-def write_between_markers(path: Path, block: str, title: str = "## FVD-shapes") -> None:
-    """Replace the text between START and END in `path` (creating the file or the markers when missing)."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if START in text and END in text and text.index(START) < text.index(END):
-        before, rest = text.split(START, 1)
-        after = rest.split(END, 1)[1]
-        text = f"{before}{START}\n{block}\n{END}{after}"
-    else:
-        text = text.rstrip("\n") + f"\n\n{title}\n\n{START}\n{block}\n{END}\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+from bench.report import write_section  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -94,12 +84,13 @@ def main(argv=None) -> int:
     given = argv if argv is not None else sys.argv[1:]
     command = "python bench/fvd_shapes.py " + " ".join(shlex.quote(a) for a in given)
     block = "\n".join([
-        f"Command: `{command.strip()}` ({time.perf_counter() - t_start:.0f} s, {time.strftime('%Y-%m-%d')}, "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads)",
+        f"Command: `{command.strip()}` ({time.perf_counter() - t_start:.0f} s, torch {torch.__version__}, "
+        f"torch threads: {torch.get_num_threads()}; load average at the end "
+        f"{', '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores)",
         "",
         f"N = {n} videos per set; generated videos: DDIM, {args.steps} steps, eta 0, seed {args.seed}; real clips: "
-        f"held-out (eval split) clips 0..N-1 of each run's data. FVD-shapes = Frechet distance of the pooled "
-        f"{model.cfg.feature_dim}-d features of the shipped shapes classifier (weights sha256 "
+        f"held-out (eval split) clips 0..N-1 of each run's data. FVD-shapes = Frechet distance of the "
+        f"{model.cfg.feature_dim}-d per-colour embeddings of the shipped shapes classifier (weights sha256 "
         f"`{info['weights_sha256'][:16]}…`, held-out accuracy: colours {acc.get('colors', float('nan')):.3f}, "
         f"shape {acc.get('shape', float('nan')):.3f}, direction {acc.get('direction', float('nan')):.3f}). Lower is "
         f"better; compare only at equal N. Baseline columns: the same score for N other real clips.",
@@ -107,10 +98,11 @@ def main(argv=None) -> int:
         "| model | FVD-shapes | real vs real (this data) | flicker (real) | warping error (real) |",
         "|---|---|---|---|---|",
         *rows,
-    ])
+    ] + ([] if args.runs else ["", "No model rows yet: pass run folders, e.g. `python bench/fvd_shapes.py "
+                                   "demo=runs/demo shapes32=vidiff/weights/shapes32 --threads 1`."]))
     print(block)
     if not args.no_docs:
-        write_between_markers(Path(args.docs), block)
+        write_section("fvd", "FVD-shapes: trained models and real data against itself", block, doc=Path(args.docs))
         print(f"-> {args.docs}")
     return 0
 

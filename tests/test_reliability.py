@@ -187,3 +187,17 @@ def test_pickles_are_refused_everywhere(tiny_config, tmp_path):
     r = subprocess.run([sys.executable, "-m", "vidiff", "sample", str(bad)], capture_output=True, text=True)
     assert r.returncode == 2 and "refusing to load model.pt" in r.stderr and "Traceback" not in r.stderr
     assert main(["sample", str(bad)]) == 2
+
+
+def test_two_trainings_never_share_a_run_folder(tmp_path):
+    out = tmp_path / "run"
+    first = _start_and_wait_for_step(out, 1)
+    try:
+        second = subprocess.run(_cmd(out, "--resume"), capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2 and "is being trained by process" in second.stderr, second.stderr
+    finally:
+        first.kill()
+        first.wait()
+    # the kernel released the lock with the killed process: resuming now works
+    done = subprocess.run(_cmd(out, "--resume"), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr

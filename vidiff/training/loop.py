@@ -145,6 +145,26 @@ def prepare_run_dir(cfg: RunConfig, run_dir: Path, resume: bool) -> RunConfig:
     return cfg
 
 
+def lock_run_dir(run_dir: Path):
+    """An exclusive flock on RUN/train.lock, so that two trainings never write the same run folder."""
+    import fcntl
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fh = open(run_dir / "train.lock", "a+")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        owner = fh.read().strip() or "another process"
+        fh.close()
+        raise CheckpointError(f"{run_dir} is being trained by {owner}; wait for it to finish or stop it first") from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"process {os.getpid()}")
+    fh.flush()
+    return fh
+
+
 @torch.no_grad()
 def write_preview(denoiser, ema: EMA, cfg: RunConfig, path: Path, device: torch.device, num: int = 4) -> None:
     """Sample `num` videos from the EMA weights with a fixed seed and write them side by side as a gif."""
@@ -168,8 +188,18 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
     """Train the denoiser described by `cfg`, writing everything into `run_dir`.
 
     `max_steps` stops after that many steps of this call (the run's schedule still spans train.steps):
-    used to interrupt runs in tests. Returns a summary dict.
+    used to interrupt runs in tests. Returns a summary dict. Rank 0 holds an exclusive lock on the
+    run folder for the whole run (released by the kernel even if the process is killed).
     """
+    lock = lock_run_dir(Path(run_dir)) if int(os.environ.get("RANK", "0")) == 0 else None
+    try:
+        return _train(cfg, Path(run_dir), resume, progress, max_steps)
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def _train(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, max_steps: Optional[int]) -> dict:
     from tqdm.auto import tqdm
 
     tc = cfg.train
@@ -314,7 +344,10 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
                   f"`vidiff train --out {run_dir} --resume`")
         else:
             write_preview(denoiser, ema, cfg, run_dir / "previews" / f"step_{step:08d}.gif", device)
-        summary = {"step": step, "seconds": round(seconds, 1), "stopped_early": stopped_early,
+        data_summary = dataset.summary() if hasattr(dataset, "summary") else None  # folders: skipped files
+        if data_summary:
+            print(f"data: {data_summary}")
+        summary = {"step": step, "seconds": round(seconds, 1), "stopped_early": stopped_early, "data": data_summary,
                    "interrupted_by": stop.signal, "nonfinite_steps_skipped": nonfinite_total,
                    "run_dir": str(run_dir), "parameters": net.num_parameters()}
         (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=1))
