@@ -13,6 +13,11 @@ one object. For each of the 6 colours the network predicts:
   E, SE, S, SW, W, NW, N, NE (image y points down, so "S" is moving down the frame), 8 logits.
 Shape and direction are scored only for colours that are present.
 
+Measured (shipped weights, 1000 held-out clips with 1-3 objects, recorded in its config.json): colours
+99.6% (the set of colours of a clip exactly right), shape 98.6% and direction 89.8% per object. Most
+direction errors are objects moving within a few degrees of a bin boundary, or bouncing off a wall between
+the first two frames (about 3% of objects), whose first-frame direction is not visible in the clip.
+
 The network takes 16 x 32 x 32 clips (C, F, H, W) in [-1, 1], the default shapes data; other clip sizes are
 refused, because the features would not mean the same thing.
 """
@@ -383,7 +388,8 @@ def _check_clips(model: ShapesClassifier, x: torch.Tensor) -> None:
 @torch.no_grad()
 def shapes_features(model: ShapesClassifier, videos, batch_size: int = 64, progress: bool = False,
                     desc: str = "features") -> np.ndarray:
-    """Pooled features (N, D) float64 of uint8 clips (N, F, H, W, 3) or float clips (N, C, F, H, W) in [-1, 1]."""
+    """Features (N, 112) float64 (the per-colour embeddings) of uint8 clips (N, F, H, W, 3) or float clips
+    (N, C, F, H, W) in [-1, 1]."""
     from tqdm.auto import tqdm
 
     device = next(model.parameters()).device

@@ -196,7 +196,7 @@ def evaluate_run(run: str | Path, num: int = 256, metrics: Optional[Sequence[str
                 "lower_is_better": True,
                 "protocol": {"network": "vidiff shapes classifier (vidiff/weights/shapes_classifier)",
                              "weights_sha256": info["weights_sha256"],
-                             "features": f"global average pool of the last conv stage ({fr.shape[1]}-d)",
+                             "features": f"the 7 per-colour embeddings side by side ({fr.shape[1]}-d)",
                              "input": "all frames, no resizing, float32 in [-1, 1], (N, 3, F, H, W)",
                              "statistics": "mean and unbiased covariance, float64",
                              "num_real": num, "num_generated": num,
