@@ -112,3 +112,13 @@ def test_weights_loading_is_safe_and_names_mismatches(tiny_config, tmp_path):
     del bad[key]
     with pytest.raises(CheckpointError, match=f"lacks tensor '{key}'"):
         load_into(den.net, bad)
+
+
+def test_resume_may_change_the_loss_weighting_only(tiny_config, tmp_path):
+    train(tiny_config, tmp_path / "run", progress=False, max_steps=3)
+    tiny_config.diffusion.min_snr_gamma = None  # fine-tune under plain v-MSE: allowed
+    assert train(tiny_config, tmp_path / "run", resume=True, progress=False)["step"] == 6
+    tiny_config.diffusion.objective = "eps"  # another parameterisation: a different model
+    tiny_config.train.steps = 8
+    with pytest.raises(CheckpointError, match="'diffusion' config differs"):
+        train(tiny_config, tmp_path / "run", resume=True, progress=False)

@@ -133,7 +133,9 @@ def prepare_run_dir(cfg: RunConfig, run_dir: Path, resume: bool) -> RunConfig:
         if not cfg_path.is_file():
             raise CheckpointError(f"cannot resume: {run_dir} has no {CONFIG}")
         saved = load_config(cfg_path)
-        for section in ("data", "model", "diffusion"):
+        # The loss weighting is a training choice: a run may continue under another one (fine-tuning).
+        saved.diffusion.min_snr_gamma = cfg.diffusion.min_snr_gamma
+        for section in ("data", "model", "diffusion", "masks"):
             if getattr(saved, section) != getattr(cfg, section):
                 raise CheckpointError(f"cannot resume {run_dir}: its '{section}' config differs from the one given")
         if not checkpoint_dirs(run_dir):
