@@ -33,8 +33,8 @@ F, S = 16, 32
 
 # name -> (description, model overrides for vidiff). The demo config is read from the shipped preset.
 VIDIFF_MODELS = {
-    "vidiff-demo": ("vidiff demo config (patch 2, 48 ch, mults 1-2-3)", []),
-    "vidiff-3.2M": ("vidiff, demo family at lucidrains' parameter count (36 ch)",
+    "vidiff-demo": ("vidiff demo config (patch 2, 32 ch, mults 1-2-4)", []),
+    "vidiff-3.2M": ("vidiff demo family, 36 ch (more parameters than the baseline)",
                     ["model.channels=36", "model.head_dim=18"]),
     "vidiff-small-p1": ("vidiff `small` preset, no patching (32 ch, mults 1-2-4)",
                         ["model.patch_size=1", "model.channels=32", "model.channel_mults=[1,2,4]",
@@ -102,6 +102,7 @@ def child_lucidrains(batch: int, steps: int) -> dict:
 
     tv = types.ModuleType("torchvision")  # stub: see the module docstring
     tv.transforms, tv.utils = types.ModuleType("torchvision.transforms"), types.ModuleType("torchvision.utils")
+    tv.transforms.ToTensor = lambda: None  # only used as a default argument of its gif loader
     sys.modules.update({"torchvision": tv, "torchvision.transforms": tv.transforms, "torchvision.utils": tv.utils})
     from torch.utils.flop_counter import FlopCounterMode
     from video_diffusion_pytorch import GaussianDiffusion, Unet3D

@@ -50,6 +50,9 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: O
     save_file(tensors, str(tmp), metadata={k: str(v) for k, v in (metadata or {}).items()})
     with open(tmp, "rb+") as fh:
         os.fsync(fh.fileno())
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # safetensors creates 0600 files; use the user's usual permissions
     os.replace(tmp, path)
     _fsync_dir(path.parent)
 
