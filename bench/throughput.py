@@ -52,9 +52,22 @@ def median(xs):
     return xs[len(xs) // 2]
 
 
+def time_steps(step, steps: int) -> tuple[int, float]:
+    """FLOPs of one training step (counted on a warm-up step), then the median time of `steps` more."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as fc:
+        step()
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    return fc.get_total_flops(), median(times)
+
+
 def child_vidiff(name: str, batch: int, steps: int, sample_steps: int) -> dict:
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     from vidiff.build import build_denoiser
     from vidiff.cli import _config_path
@@ -76,13 +89,7 @@ def child_vidiff(name: str, batch: int, steps: int, sample_steps: int) -> dict:
         loss.backward()
         opt.step()
 
-    with FlopCounterMode(display=False) as fc:
-        step()
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
+    flops, step_s = time_steps(step, steps)
     train_rss = peak_rss_mb()
     den.eval()
     n_videos = 8
@@ -90,7 +97,7 @@ def child_vidiff(name: str, batch: int, steps: int, sample_steps: int) -> dict:
     sample(den, (n_videos, 3, F, S, S), den.alphas_cumprod, "ddim", sample_steps,
            generator=torch.Generator().manual_seed(0))
     sample_s = time.perf_counter() - t0
-    return {"params": den.net.num_parameters(), "step_s": median(times), "flops": fc.get_total_flops(),
+    return {"params": den.net.num_parameters(), "step_s": step_s, "flops": flops,
             "peak_rss_mb": train_rss, "sample_s_per_video": sample_s / n_videos,
             "sampling_steps": sample_steps}
 
@@ -104,7 +111,6 @@ def child_lucidrains(batch: int, steps: int) -> dict:
     tv.transforms, tv.utils = types.ModuleType("torchvision.transforms"), types.ModuleType("torchvision.utils")
     tv.transforms.ToTensor = lambda: None  # only used as a default argument of its gif loader
     sys.modules.update({"torchvision": tv, "torchvision.transforms": tv.transforms, "torchvision.utils": tv.utils})
-    from torch.utils.flop_counter import FlopCounterMode
     from video_diffusion_pytorch import GaussianDiffusion, Unet3D
 
     torch.manual_seed(0)
@@ -122,13 +128,7 @@ def child_lucidrains(batch: int, steps: int) -> dict:
         loss.backward()
         opt.step()
 
-    with FlopCounterMode(display=False) as fc:
-        step()
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
+    flops, step_s = time_steps(step, steps)
     train_rss = peak_rss_mb()
     # Its sampler always runs all `timesteps` (1000) steps: time a few and multiply.
     x = torch.randn(8, 3, F, S, S)
@@ -138,8 +138,8 @@ def child_lucidrains(batch: int, steps: int) -> dict:
             t0 = time.perf_counter()
             x = diffusion.p_sample(x, torch.full((8,), 999 - i, dtype=torch.long))
             per_step.append(time.perf_counter() - t0)
-    return {"params": sum(p.numel() for p in model.parameters()), "step_s": median(times),
-            "flops": fc.get_total_flops(), "peak_rss_mb": train_rss,
+    return {"params": sum(p.numel() for p in model.parameters()), "step_s": step_s,
+            "flops": flops, "peak_rss_mb": train_rss,
             "sample_s_per_video": median(per_step) * 1000 / 8, "sampling_steps": 1000}
 
 
