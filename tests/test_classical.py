@@ -6,8 +6,6 @@ denoiser of Gaussian data must reproduce.
 """
 
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -17,6 +15,7 @@ from vidiff.classical import (EdgeStop, aos_step, edge_stopping, estimate_noise_
                               heat_diffusion, max_stable_dt, perona_malik, total_variation, tridiagonal_solve)
 from vidiff.classical.discretization import implicit_axis_solve
 from vidiff.errors import VidiffError
+from test_cli import _one_line_error, run_cli  # noqa: E402
 
 
 def noisy_video(shape=(2, 3, 6, 10, 12), seed=0):
@@ -458,9 +457,6 @@ def test_model_denoise_with_a_trained_model(trained_run):
     assert again.shape == y.shape and torch.isfinite(again).all()
 
 
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "vidiff", *map(str, args)], capture_output=True, text=True,
-                          timeout=300)
 
 
 def decode(path):
@@ -524,12 +520,6 @@ def test_cli_denoises_with_a_model(noisy_file, trained_run, tmp_path):
     assert decode(out).shape == clean.shape
 
 
-def _one_line_error(result, *fragments):
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("vidiff: error: "), result.stderr
-    for f in fragments:
-        assert f in lines[0], lines[0]
 
 
 def test_cli_errors_are_one_line(noisy_file, tmp_path):

@@ -14,7 +14,6 @@ import queue
 import re
 import shutil
 import subprocess
-import sys
 import threading
 import time
 
@@ -25,6 +24,7 @@ import torch
 from torch import nn
 
 from vidiff.cli import main
+from test_cli import _one_line_error, run_cli  # noqa: E402
 
 # torch >= 2.10 marks TorchScript deprecated; the I3D export these tests stand in for is TorchScript.
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.:DeprecationWarning")
@@ -36,9 +36,6 @@ TINY = ["data.num_frames=16", "data.size=32", "data.max_objects=2", "model.chann
         "train.warmup_steps=1", "train.preview_steps=2", "train.time_budget_minutes=null"]
 
 
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "vidiff", *map(str, args)], capture_output=True, text=True,
-                          timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -109,12 +106,6 @@ def test_eval_fvd_with_a_local_torchscript_file(evaluated_run, tmp_path):
     assert fvd["protocol"]["num_real"] == fvd["protocol"]["num_generated"] == 4
 
 
-def _one_line_error(result, *fragments):
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("vidiff: error: "), result.stderr
-    for f in fragments:
-        assert f in lines[0], lines[0]
 
 
 def test_eval_and_report_errors_are_one_line(evaluated_run, tmp_path):

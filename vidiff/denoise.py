@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from pathlib import Path
 from typing import Optional
 
 import torch

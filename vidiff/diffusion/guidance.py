@@ -27,6 +27,7 @@ def masked_model_denoise(denoiser, known: Optional[torch.Tensor] = None, mask: O
         x0, eps = denoiser(x_t, t, conditioning_channels(k, m))
         return _keep_known(x0, eps, x_t, t, known, mask, denoiser.alphas_cumprod)
 
+    denoise.alphas_cumprod = denoiser.alphas_cumprod  # so that replacement / guidance can wrap it like a Denoiser
     return denoise
 
 

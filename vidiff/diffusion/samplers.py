@@ -11,7 +11,6 @@ from typing import Callable, Optional
 
 import torch
 
-from vidiff.diffusion.schedules import append_dims
 
 DenoiseFn = Callable[[torch.Tensor, torch.Tensor], tuple]
 

@@ -67,11 +67,8 @@ def _denoise_fn(pipe, known, mask, method, guidance_weight, generator):
         if not frame_mask:
             raise VidiffError("a masked model is conditioned on whole frames: use reconstruction for space-time masks")
         return masked_model_denoise(den, known, mask)
-    if pipe.config.masks.enabled:  # a masked model used without its conditioning: ask it for unconditional output
-        base = masked_model_denoise(den)
-        base.alphas_cumprod = den.alphas_cumprod
-    else:
-        base = den
+    # a masked model used without its conditioning channels is asked for unconditional output
+    base = masked_model_denoise(den) if pipe.config.masks.enabled else den
     if method == "replacement":
         return replacement(base, known, mask, generator)
     return reconstruction_guidance(base, known, mask, guidance_weight, generator)
