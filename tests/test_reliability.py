@@ -200,3 +200,14 @@ def test_two_trainings_never_share_a_run_folder(tmp_path):
     # the kernel released the lock with the killed process: resuming now works
     done = subprocess.run(_cmd(out, "--resume"), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
+
+
+def test_resuming_a_finished_run_says_so(tmp_path, capsys):
+    from vidiff.cli import main
+
+    out = tmp_path / "run"
+    args = ["train", "demo", *TINY, "train.steps=2", "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main([*args, "--resume"]) == 0  # a run that already reached train.steps is not an error
+    assert "already finished its 2 steps" in capsys.readouterr().out

@@ -49,7 +49,9 @@ def cmd_train(args) -> int:
     summary = train(cfg, out, resume=args.resume, progress=not args.quiet)
     if summary.get("interrupted_by"):
         return 130 if summary["interrupted_by"] == "SIGINT" else 143
-    if "run_dir" in summary:  # rank 0 (or the only process) reports
+    if summary.get("message") == "already finished":
+        print(f"{out} already finished its {summary['step']} steps; raise train.steps to train further")
+    elif "run_dir" in summary:  # rank 0 (or the only process) reports
         print(f"trained {summary['step']} steps in {summary['seconds']:.0f} s -> {out}")
     return 0
 

@@ -238,7 +238,8 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, max_step
         if is_main:
             print(f"resumed {run_dir} from {ckpt.name} (step {start_step})")
     if start_step >= tc.steps:
-        return {"step": start_step, "run_dir": str(run_dir), "message": "already finished"}
+        return {"step": start_step, "seconds": round(seconds_before, 1), "run_dir": str(run_dir),
+                "message": "already finished"}
 
     model = net
     if world > 1:
