@@ -137,3 +137,14 @@ def test_min_snr_weighting_per_objective():
     assert torch.allclose(loss_weight(Objective.EPS, snr, 5.0) * snr, torch.tensor([0.1, 5.0, 5.0]))
     assert torch.allclose(loss_weight(Objective.V, snr, 5.0) * (snr + 1), torch.tensor([0.1, 5.0, 5.0]))
     assert torch.equal(loss_weight(Objective.V, snr, None), torch.ones(3))
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+def test_schedule_shift_divides_the_snr(schedule):
+    base, shifted = make_alphas_cumprod(schedule, 1000), make_alphas_cumprod(schedule, 1000, shift=2.0)
+    snr = lambda a: a / (1 - a)  # noqa: E731
+    assert torch.allclose(snr(shifted) * 4, snr(base), rtol=1e-9)
+    assert (shifted.diff() < 0).all() and (shifted < base).all()  # still decreasing, noisier at every t
+    assert torch.equal(make_alphas_cumprod(schedule, 1000, shift=1.0), base)
+    with pytest.raises(ValueError, match="shift must be > 0"):
+        make_alphas_cumprod(schedule, 1000, shift=0.0)

@@ -106,3 +106,21 @@ def test_presets_build():
     assert VideoUNet(preset("tiny")).num_parameters() < 100_000
     with pytest.raises(KeyError, match="unknown model preset"):
         preset("huge")
+
+
+@pytest.mark.parametrize("temporal_conv", ["factorized", "full", "none"])
+def test_every_weight_learns(temporal_conv):
+    # Zero-initialised layers must not starve each other: after a few optimizer steps every weight
+    # gets a gradient (a residual branch with both of its (2+1)D convs at zero never would).
+    torch.manual_seed(0)
+    cfg = ModelConfig(channels=8, channel_mults=(1, 2), spatial_attention_levels=(1,), temporal_attention_levels=(0, 1),
+                      head_dim=8, temporal_conv=temporal_conv, cond_channels=4)
+    net = VideoUNet(cfg)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    x, cond, t = torch.randn(2, 3, 4, 8, 8), torch.randn(2, 4, 4, 8, 8), torch.tensor([5.0, 500.0])
+    for _ in range(3):
+        opt.zero_grad()
+        (net(x, t, cond) - x).pow(2).mean().backward()
+        opt.step()
+    dead = [name for name, p in net.named_parameters() if p.ndim > 1 and not p.grad.abs().sum() > 0]
+    assert not dead, dead

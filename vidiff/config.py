@@ -63,6 +63,9 @@ class DiffusionConfig:
     timesteps: int = 1000  # number of discrete training timesteps T
     objective: str = "v"  # what the network predicts: "eps", "v" or "x0"
     min_snr_gamma: Optional[float] = 5.0  # min-SNR-gamma loss weighting (Hang et al. 2023); null = plain MSE
+    # Schedule shift s (Hoogeboom et al. 2023, "simple diffusion"): SNR_t -> SNR_t / s^2. s > 1 spends more
+    # training and sampling steps at high noise, where redundant data (many similar frames) decide their layout.
+    shift: float = 1.0
 
 
 @dataclass
@@ -291,6 +294,7 @@ def validate_run(cfg: RunConfig) -> None:
         (f.schedule in ("linear", "cosine"), "diffusion.schedule must be linear or cosine"),
         (f.objective in ("eps", "v", "x0"), "diffusion.objective must be eps, v or x0"),
         (f.timesteps >= 2, "diffusion.timesteps must be >= 2"),
+        (f.shift > 0, "diffusion.shift must be > 0"),
         (f.min_snr_gamma is None or f.min_snr_gamma > 0, "diffusion.min_snr_gamma must be > 0 or null"),
         (t.steps >= 1, "train.steps must be >= 1"),
         (t.batch_size >= 1, "train.batch_size must be >= 1"),

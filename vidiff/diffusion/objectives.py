@@ -67,13 +67,13 @@ class Denoiser(nn.Module):
     """
 
     def __init__(self, net: nn.Module, schedule: str = "cosine", timesteps: int = 1000, objective: str = "v",
-                 min_snr_gamma: Optional[float] = None):
+                 min_snr_gamma: Optional[float] = None, shift: float = 1.0):
         super().__init__()
         self.net = net
         self.objective = Objective(objective)
         self.min_snr_gamma = min_snr_gamma
         self.num_timesteps = timesteps
-        self.register_buffer("alphas_cumprod", make_alphas_cumprod(schedule, timesteps), persistent=False)
+        self.register_buffer("alphas_cumprod", make_alphas_cumprod(schedule, timesteps, shift), persistent=False)
 
     def alpha_bar(self, t: torch.Tensor) -> torch.Tensor:
         return self.alphas_cumprod.to(t.device)[t].float()

@@ -29,11 +29,18 @@ def cosine_betas(timesteps: int, s: float = 0.008, max_beta: float = 0.999) -> t
 SCHEDULES = {"linear": linear_betas, "cosine": cosine_betas}
 
 
-def make_alphas_cumprod(schedule: str, timesteps: int) -> torch.Tensor:
-    """alpha_bar_t, float64 of shape (T,). Kept in float64 and cast where used, for parity with references."""
+def make_alphas_cumprod(schedule: str, timesteps: int, shift: float = 1.0) -> torch.Tensor:
+    """alpha_bar_t, float64 of shape (T,). Kept in float64 and cast where used, for parity with references.
+
+    `shift` s divides the signal-to-noise ratio alpha_bar / (1 - alpha_bar) by s^2 at every t (log-SNR
+    minus 2 log s, Hoogeboom et al. 2023 sec. 3.1): s = 2 gives each t the noise level of a 2x larger image.
+    """
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {schedule!r}; choose from {sorted(SCHEDULES)}")
-    return torch.cumprod(1.0 - SCHEDULES[schedule](timesteps), dim=0)
+    if not shift > 0:
+        raise ValueError(f"schedule shift must be > 0, got {shift}")
+    alpha_bar = torch.cumprod(1.0 - SCHEDULES[schedule](timesteps), dim=0)
+    return alpha_bar / (alpha_bar + shift**2 * (1 - alpha_bar))
 
 
 def append_dims(x: torch.Tensor, ndim: int) -> torch.Tensor:

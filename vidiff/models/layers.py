@@ -64,7 +64,9 @@ class ResBlock(nn.Module):
         self.emb = nn.Linear(emb_dim, 2 * cout)
         self.norm2 = group_norm(cout)
         self.dropout = nn.Dropout(dropout)
-        self.conv2 = zero_module(SpaceTimeConv(cout, cout, temporal_conv))
+        self.conv2 = SpaceTimeConv(cout, cout, temporal_conv)
+        # Zero only the last conv of the pair: zeroing both would leave each with a zero gradient forever.
+        zero_module(self.conv2.temporal if self.conv2.temporal is not None else self.conv2.spatial)
         self.skip = nn.Conv3d(cin, cout, 1) if cin != cout else nn.Identity()
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:  # x (B, Cin, F, H, W), emb (B, E)
