@@ -8,7 +8,10 @@
   FVD-shapes against real clips and the flicker score, first chunk against last (a model that drifts
   or degrades shows it in the last chunk).
 
-    python bench/tasks.py [--model shapes32] [--clips 16] [--write]
+    python bench/tasks.py --model shapes32 [--model runs/masked ...] [--clips 16] [--write]
+
+Each model trained without masks is run with every method in --methods (replacement, reconstruction
+guidance); a model trained with MCVD masks uses them. All rows share the clips and the baselines.
 """
 
 from __future__ import annotations
@@ -47,64 +50,40 @@ def scores(pred: torch.Tensor, truth: torch.Tensor, n: int) -> dict:
             "psnr_per_frame_best": p[idx, best].mean(axis=0).round(2).tolist()}
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="shapes32", help="run folder or shipped model (default: shapes32)")
-    p.add_argument("--clips", type=int, default=16, help="held-out clips per task (default: 16)")
-    p.add_argument("--samples", type=int, default=5, help="samples per clip, best-of-N (default: 5)")
-    p.add_argument("--steps", type=int, default=25, help="DDIM steps (default: 25)")
-    p.add_argument("--method", default="auto", help="conditioning method (default: auto)")
-    p.add_argument("--guidance", type=float, default=2.0, help="reconstruction-guidance weight (default: 2)")
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--write", action="store_true", help="write the table into docs/benchmarks.md")
-    args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+def run_tasks(pipe, truth: torch.Tensor, method: str, args) -> dict:
+    """Prediction (8 -> 8) and interpolation (1, 16 -> 14) with one model and one conditioning method."""
+    from vidiff import tasks
 
-    from vidiff import VideoPipeline, tasks
-    from vidiff.data import build_dataset
-    from vidiff.evaluation.metrics import flicker
-
-    pipe = VideoPipeline.from_pretrained(args.model)
-    cfg = pipe.config
-    eval_set = build_dataset(cfg.data, "eval")
-    truth = torch.stack([eval_set[i]["video"] for i in range(args.clips)])  # (N, C, 16, H, W)
     g = torch.Generator().manual_seed(0)
-    kw = dict(num_steps=args.steps, generator=g, method=args.method, guidance_weight=args.guidance)
+    kw = dict(num_steps=args.steps, generator=g, method=method, guidance_weight=args.guidance)
     n = args.samples
-    method = args.method if args.method != "auto" else ("masked" if cfg.masks.enabled else "reconstruction")
-    results = {}
-
     t0 = time.perf_counter()
     pred = tasks.predict(pipe, truth[:, :, :8], 8, num_samples=n, **kw)[:, :, 8:]
-    future = truth[:, :, 8:]
-    last = truth[:, :, 7:8].expand_as(future)
-    k = torch.arange(1, 9).reshape(1, 1, 8, 1, 1)
-    linear = (truth[:, :, 7:8] + k * (truth[:, :, 7:8] - truth[:, :, 6:7])).clamp(-1, 1)
-    results["prediction"] = {"model": scores(pred, future, n), "copy-last-frame": scores(last, future, 1),
-                             "linear extrapolation": scores(linear, future, 1)}
     t_pred = time.perf_counter() - t0
-
     t0 = time.perf_counter()
     interp = tasks.interpolate(pipe, truth[:, :, [0, 15]], num_samples=n, **kw)[:, :, 1:15]
-    w = torch.linspace(0, 1, 16)[1:15].reshape(1, 1, 14, 1, 1)
-    blend = (1 - w) * truth[:, :, :1] + w * truth[:, :, 15:16]
-    middle = truth[:, :, 1:15]
-    results["interpolation"] = {"model": scores(interp, middle, n), "linear blending": scores(blend, middle, 1)}
     t_interp = time.perf_counter() - t0
+    return {"prediction": scores(pred, truth[:, :, 8:], n), "interpolation": scores(interp, truth[:, :, 1:15], n),
+            "seconds": {"prediction": round(t_pred), "interpolation": round(t_interp)}}
 
-    t0 = time.perf_counter()
-    long = tasks.extend(pipe, 64, num_samples=args.clips, overlap=4, **kw)  # (N, C, 64, H, W)
+
+def run_extend(pipe, truth: torch.Tensor, eval_set, method: str, args) -> dict:
+    """64 frames from a 16-frame model; FVD-shapes and flicker of the first and the last 16-frame chunk."""
+    from vidiff import tasks
+    from vidiff.evaluation.metrics import flicker
+
+    g = torch.Generator().manual_seed(0)
+    long = tasks.extend(pipe, 64, num_samples=args.clips, overlap=4, num_steps=args.steps, generator=g,
+                        method=method, guidance_weight=args.guidance)  # (N, C, 64, H, W)
     chunks = [long[:, :, i:i + 16] for i in range(0, 64, 16)]
-    ext = {"flicker_real": float(flicker(truth).mean())}
+    ext = {}
     try:
         from vidiff.evaluation.classifier import load_shapes_classifier, shapes_features
         from vidiff.evaluation.evaluate import real_clips
         from vidiff.evaluation.metrics import frechet_distance
 
         clf = load_shapes_classifier()
-        real = real_clips(cfg, 0, 256)
-        real_feats = shapes_features(clf, real)
+        real_feats = shapes_features(clf, real_clips(pipe.config, 0, 256))
         ext["fvd_shapes_first_chunk"] = frechet_distance(shapes_features(clf, chunks[0]), real_feats)
         ext["fvd_shapes_last_chunk"] = frechet_distance(shapes_features(clf, chunks[-1]), real_feats)
         # The Frechet distance is biased at small N: the floor is N other real clips against the same 256.
@@ -114,23 +93,80 @@ def main() -> None:
         ext["fvd_shapes_error"] = f"{type(e).__name__}: {e}"
     ext["flicker_first_chunk"] = float(flicker(chunks[0]).mean())
     ext["flicker_last_chunk"] = float(flicker(chunks[-1]).mean())
-    results["extend"] = ext
-    t_ext = time.perf_counter() - t0
+    ext["flicker_real"] = float(flicker(truth).mean())
+    return ext
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", action="append", help="run folder or shipped model; repeat to compare several "
+                                                    "(default: shapes32)")
+    p.add_argument("--methods", default="replacement,reconstruction",
+                   help="conditioning methods tried on models trained without masks (default: both); "
+                        "a masked model always uses its masks")
+    p.add_argument("--clips", type=int, default=16, help="held-out clips per task (default: 16)")
+    p.add_argument("--samples", type=int, default=5, help="samples per clip, best-of-N (default: 5)")
+    p.add_argument("--steps", type=int, default=25, help="DDIM steps (default: 25)")
+    p.add_argument("--guidance", type=float, default=2.0, help="reconstruction-guidance weight (default: 2)")
+    p.add_argument("--no-extend", action="store_true", help="skip the 64-frame extension")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--write", action="store_true", help="write the table into docs/benchmarks.md")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from vidiff import VideoPipeline
+    from vidiff.data import build_dataset
+
+    models = args.model or ["shapes32"]
+    rows, extend_rows, notes, truth, results = [], [], [], None, {}
+    for name in models:
+        pipe = VideoPipeline.from_pretrained(name)
+        cfg = pipe.config
+        if truth is None:
+            eval_set = build_dataset(cfg.data, "eval")
+            truth = torch.stack([eval_set[i]["video"] for i in range(args.clips)])  # (N, C, 16, H, W)
+        methods = ["masked"] if cfg.masks.enabled else args.methods.split(",")
+        for method in methods:
+            r = run_tasks(pipe, truth, method, args)
+            results[f"{name} / {method}"] = r
+            label = method + (f" (w_r = {args.guidance:g})" if method == "reconstruction" else "")
+            for task in ("prediction", "interpolation"):
+                s = r[task]
+                rows.append(f"| {task} | `{name}` | {label} | {s['psnr_mean']:.2f} | {s['psnr_best']:.2f} | "
+                            f"{s['ssim_mean']:.3f} | {s['ssim_best']:.3f} |")
+            notes.append(f"`{name}` / {method}: prediction {r['seconds']['prediction']} s, interpolation "
+                         f"{r['seconds']['interpolation']} s; best-of-N PSNR per future frame 9..16: "
+                         + ", ".join(f"{v:.1f}" for v in r["prediction"]["psnr_per_frame_best"]))
+        if not args.no_extend:
+            t0 = time.perf_counter()
+            ext = run_extend(pipe, truth, eval_set, methods[-1], args)
+            results[f"{name} / extend"] = ext
+            extend_rows.append(f"`{name}` ({methods[-1]}, {time.perf_counter() - t0:.0f} s): "
+                               + ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k}: {v}"
+                                           for k, v in ext.items()))
+
+    future, middle = truth[:, :, 8:], truth[:, :, 1:15]
+    last = truth[:, :, 7:8].expand_as(future)
+    k = torch.arange(1, 9).reshape(1, 1, 8, 1, 1)
+    linear = (truth[:, :, 7:8] + k * (truth[:, :, 7:8] - truth[:, :, 6:7])).clamp(-1, 1)
+    w = torch.linspace(0, 1, 16)[1:15].reshape(1, 1, 14, 1, 1)
+    blend = (1 - w) * truth[:, :, :1] + w * truth[:, :, 15:16]
+    for task, name, base, target in (("prediction", "copy-last-frame", last, future),
+                                     ("prediction", "linear extrapolation", linear, future),
+                                     ("interpolation", "linear blending", blend, middle)):
+        s = scores(base, target, 1)
+        results[f"baseline / {task} / {name}"] = s
+        rows.append(f"| {task} | baseline | {name} | {s['psnr_mean']:.2f} | – | {s['ssim_mean']:.3f} | – |")
+    rows.sort(key=lambda r: r.split("|")[1])  # prediction rows first, then interpolation
 
     cmd = "python bench/tasks.py " + " ".join(sys.argv[1:])
-    lines = [f"Command: `{cmd.strip()}`. Model: `{args.model}` (conditioning: {method}"
-             f"{f', w_r = {args.guidance}' if method == 'reconstruction' else ''}), {args.clips} held-out `shapes` "
-             f"clips (eval split), {n} samples per clip, DDIM {args.steps} steps. Times: prediction {t_pred:.0f} s, "
-             f"interpolation {t_interp:.0f} s, extend {t_ext:.0f} s.", "",
-             "| task | method | PSNR mean | PSNR best-of-N | SSIM mean | SSIM best-of-N |", "|---|---|---|---|---|---|"]
-    for task in ("prediction", "interpolation"):
-        for name, r in results[task].items():
-            best_psnr, best_ssim = (f"{r['psnr_best']:.2f}", f"{r['ssim_best']:.3f}") if name == "model" else ("–", "–")
-            lines.append(f"| {task} | {name} | {r['psnr_mean']:.2f} | {best_psnr} | {r['ssim_mean']:.3f} | {best_ssim} |")
-    lines += ["", "Best-of-N PSNR per future frame (prediction, frames 9..16): "
-              + ", ".join(f"{v:.1f}" for v in results["prediction"]["model"]["psnr_per_frame_best"]), "",
-              "Extend (64 frames): " + ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k}: {v}"
-                                                for k, v in results["extend"].items())]
+    lines = [f"Command: `{cmd.strip()}`. {args.clips} held-out `shapes` clips (eval split), {args.samples} samples "
+             f"per clip, DDIM {args.steps} steps. Best-of-N: per clip, the sample with the highest mean PSNR.", "",
+             "| task | model | conditioning | PSNR mean | PSNR best-of-N | SSIM mean | SSIM best-of-N |",
+             "|---|---|---|---|---|---|---|", *rows, "", *[f"- {n}" for n in notes]]
+    if extend_rows:
+        lines += ["", "Extend (64 frames, windows overlapping by 4):", "", *[f"- {e}" for e in extend_rows]]
     text = "\n".join(lines)
     print(text)
     print(json.dumps(results, indent=1), file=sys.stderr)

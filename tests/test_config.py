@@ -35,6 +35,9 @@ def test_yaml_file_and_override_precedence(tmp_path):
     (["diffusion.objective=score"], "diffusion.objective must be eps, v or x0"),
     (["data.size=30"], "data.size 30 must be divisible"),
     (["model.channel_mults=[1,2]"], "must lie in 0..1 (one level per entry of channel_mults)"),
+    (["diffusion.noise_correlation=1"], "diffusion.noise_correlation must be in [0, 1)"),
+    (["diffusion.shift=0"], "diffusion.shift must be > 0"),
+    (["model.temporal_downsample_levels=[2]"], "must lie in 0..1 (a level followed by a downsampling)"),
     (["train"], "must look like section.key=value"),
     (["train=3"], "section 'train' must be a mapping"),
 ])

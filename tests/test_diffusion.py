@@ -148,3 +148,30 @@ def test_schedule_shift_divides_the_snr(schedule):
     assert torch.equal(make_alphas_cumprod(schedule, 1000, shift=1.0), base)
     with pytest.raises(ValueError, match="shift must be > 0"):
         make_alphas_cumprod(schedule, 1000, shift=0.0)
+
+
+def test_video_noise_correlates_frames_and_stays_standard_normal():
+    from vidiff.diffusion.schedules import video_noise
+
+    g = torch.Generator().manual_seed(0)
+    iid = video_noise((4, 3, 8, 16, 16), 0.0, torch.Generator().manual_seed(0))
+    assert torch.equal(iid, torch.randn((4, 3, 8, 16, 16), generator=torch.Generator().manual_seed(0)))
+    n = video_noise((64, 3, 8, 16, 16), 0.6, g)  # (B, C, F, H, W)
+    assert abs(n.mean()) < 0.02 and abs(n.std() - 1) < 0.02
+    a, b = n[:, :, 0].flatten(), n[:, :, 5].flatten()
+    assert abs(torch.corrcoef(torch.stack([a, b]))[0, 1] - 0.6) < 0.02
+    across = torch.corrcoef(torch.stack([n[:, 0].flatten(), n[:, 1].flatten()]))[0, 1]
+    assert abs(across) < 0.02  # channels and pixels stay independent
+
+
+def test_sampling_draws_the_trained_noise():
+    from vidiff.diffusion.schedules import video_noise
+
+    seen = []
+    def denoise(x, t):  # noqa: E306
+        seen.append(x.clone())
+        return torch.zeros_like(x), x
+    shape = (2, 3, 6, 4, 4)
+    sample(denoise, shape, make_alphas_cumprod("cosine", 100), num_steps=2,
+           generator=torch.Generator().manual_seed(1), noise_correlation=0.5)
+    assert torch.equal(seen[0], video_noise(shape, 0.5, torch.Generator().manual_seed(1)))

@@ -5,8 +5,8 @@ import torch
 
 from vidiff.config import ModelConfig
 from vidiff.models import PRESETS, VideoUNet, preset
-from vidiff.models.layers import (Downsample, ResBlock, SpaceTimeConv, SpatialAttention, TemporalAttention,
-                                  Upsample, rotary, timestep_embedding)
+from vidiff.models.layers import (Downsample, ResBlock, SpaceTimeAttention, SpaceTimeConv, SpatialAttention,
+                                  TemporalAttention, Upsample, rotary, timestep_embedding)
 
 B, C, F, H, W = 2, 8, 5, 8, 8
 
@@ -69,10 +69,29 @@ def test_temporal_attention_sees_other_frames_and_spatial_does_not():
     assert not torch.allclose(ta(x)[:, :, 1:], ta(y)[:, :, 1:], atol=1e-3)
 
 
+def test_spacetime_attention_links_other_places_in_other_frames():
+    torch.manual_seed(0)
+    st, ta = SpaceTimeAttention(C, 4), TemporalAttention(C, 4)
+    for m in (st, ta):
+        torch.nn.init.normal_(m.proj.weight)
+        m.norm = torch.nn.Identity()
+    x = torch.randn(1, C, F, H, W)
+    assert torch.equal(SpaceTimeAttention(C, 4)(x), x)  # a new block starts as the identity
+    y = x.clone()
+    y[:, :, 0, 0, 0] += 1  # one pixel of the first frame
+    # frame 3 at another pixel: reached in one hop by full attention, not by temporal attention
+    assert not torch.allclose(st(x)[:, :, 3, 5, 5], st(y)[:, :, 3, 5, 5], atol=1e-4)
+    assert torch.allclose(ta(x)[:, :, 3, 5, 5], ta(y)[:, :, 3, 5, 5], atol=1e-6)
+
+
 @pytest.mark.parametrize("cfg", [
     ModelConfig(channels=8, channel_mults=(1, 2), spatial_attention_levels=(1,), temporal_attention_levels=(0, 1), head_dim=8),
     ModelConfig(channels=8, channel_mults=(1, 2, 2), blocks_per_level=2, temporal_conv="full", head_dim=8),
     ModelConfig(channels=8, channel_mults=(1, 2), patch_size=2, temporal_conv="none", head_dim=4),
+    ModelConfig(channels=8, channel_mults=(1, 2), temporal_attention_levels=(0,), spacetime_attention_levels=(1,),
+                head_dim=8),
+    ModelConfig(channels=8, channel_mults=(1, 2, 2), temporal_downsample_levels=(0,), spacetime_attention_levels=(1, 2),
+                temporal_attention_levels=(0,), head_dim=8),
     ModelConfig(channels=8, channel_mults=(1,), spatial_attention_levels=(0,), temporal_attention_levels=(0,), head_dim=8,
                 cond_channels=4),
 ])
@@ -101,6 +120,17 @@ def test_unet_rejects_indivisible_sizes():
         net(torch.randn(1, 3, 4, 18, 18), torch.tensor([1.0]))
 
 
+def test_temporal_downsampling_halves_frames_and_needs_an_even_count():
+    cfg = ModelConfig(channels=8, channel_mults=(1, 2, 2), temporal_downsample_levels=(0, 1), head_dim=8)
+    net = VideoUNet(cfg)
+    seen = []
+    net.mid1.register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    assert net(torch.randn(1, 3, 8, 16, 16), torch.tensor([1.0])).shape == (1, 3, 8, 16, 16)
+    assert seen[0][2:] == (2, 4, 4)  # frames 8 -> 2 and pixels 16 -> 4 at the bottom
+    with pytest.raises(ValueError, match="divisible by 4, got 6"):
+        net(torch.randn(1, 3, 6, 16, 16), torch.tensor([1.0]))
+
+
 def test_presets_build():
     assert {"tiny", "small", "base"} <= set(PRESETS)
     assert VideoUNet(preset("tiny")).num_parameters() < 100_000
@@ -113,8 +143,9 @@ def test_every_weight_learns(temporal_conv):
     # Zero-initialised layers must not starve each other: after a few optimizer steps every weight
     # gets a gradient (a residual branch with both of its (2+1)D convs at zero never would).
     torch.manual_seed(0)
-    cfg = ModelConfig(channels=8, channel_mults=(1, 2), spatial_attention_levels=(1,), temporal_attention_levels=(0, 1),
-                      head_dim=8, temporal_conv=temporal_conv, cond_channels=4)
+    cfg = ModelConfig(channels=8, channel_mults=(1, 2, 2), spatial_attention_levels=(1,),
+                      temporal_attention_levels=(0, 1), spacetime_attention_levels=(2,), head_dim=8,
+                      temporal_conv=temporal_conv, cond_channels=4)
     net = VideoUNet(cfg)
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     x, cond, t = torch.randn(2, 3, 4, 8, 8), torch.randn(2, 4, 4, 8, 8), torch.tensor([5.0, 500.0])

@@ -48,6 +48,8 @@ class ModelConfig:
     blocks_per_level: int = 1  # residual blocks per level on the way down (one more on the way up)
     spatial_attention_levels: tuple[int, ...] = (2,)  # levels (0 = full resolution) with spatial self-attention
     temporal_attention_levels: tuple[int, ...] = (1, 2)  # levels with temporal self-attention
+    spacetime_attention_levels: tuple[int, ...] = ()  # levels with full space-time attention instead of both above
+    temporal_downsample_levels: tuple[int, ...] = ()  # levels after which the frames are halved too (F -> F/2)
     head_dim: int = 32  # channels per attention head
     temporal_conv: str = "factorized"  # "factorized" (2+1)D, "full" 3x3x3, or "none" (attention only)
     patch_size: int = 1  # fold p x p pixels into channels at the input (space-to-depth) and unfold at the output
@@ -66,6 +68,9 @@ class DiffusionConfig:
     # Schedule shift s (Hoogeboom et al. 2023, "simple diffusion"): SNR_t -> SNR_t / s^2. s > 1 spends more
     # training and sampling steps at high noise, where redundant data (many similar frames) decide their layout.
     shift: float = 1.0
+    # Correlation rho of the noise between frames ("mixed noise", Ge et al. 2023): eps_f = sqrt(rho) eps_shared +
+    # sqrt(1 - rho) eps_f. The frames start from a shared layout, so the model need not learn to agree on one.
+    noise_correlation: float = 0.0
 
 
 @dataclass
@@ -286,15 +291,21 @@ def validate_run(cfg: RunConfig) -> None:
         (len(m.channel_mults) >= 1 and all(x >= 1 for x in m.channel_mults), "model.channel_mults must be positive"),
         (m.blocks_per_level >= 1, "model.blocks_per_level must be >= 1"),
         (m.temporal_conv in ("factorized", "full", "none"), "model.temporal_conv must be factorized, full or none"),
-        (all(0 <= lv < len(m.channel_mults) for lv in m.spatial_attention_levels + m.temporal_attention_levels),
-         f"model.spatial_attention_levels {list(m.spatial_attention_levels)} and temporal_attention_levels "
-         f"{list(m.temporal_attention_levels)} must lie in 0..{len(m.channel_mults) - 1} "
+        (all(0 <= lv < len(m.channel_mults)
+             for lv in m.spatial_attention_levels + m.temporal_attention_levels + m.spacetime_attention_levels),
+         f"model.spatial_attention_levels {list(m.spatial_attention_levels)}, temporal_attention_levels "
+         f"{list(m.temporal_attention_levels)} and spacetime_attention_levels {list(m.spacetime_attention_levels)} "
+         f"must lie in 0..{len(m.channel_mults) - 1} "
          f"(one level per entry of channel_mults)"),
         (m.head_dim >= 1, "model.head_dim must be >= 1"),
+        (all(0 <= lv < len(m.channel_mults) - 1 for lv in m.temporal_downsample_levels),
+         f"model.temporal_downsample_levels {list(m.temporal_downsample_levels)} must lie in "
+         f"0..{len(m.channel_mults) - 2} (a level followed by a downsampling)"),
         (f.schedule in ("linear", "cosine"), "diffusion.schedule must be linear or cosine"),
         (f.objective in ("eps", "v", "x0"), "diffusion.objective must be eps, v or x0"),
         (f.timesteps >= 2, "diffusion.timesteps must be >= 2"),
         (f.shift > 0, "diffusion.shift must be > 0"),
+        (0 <= f.noise_correlation < 1, "diffusion.noise_correlation must be in [0, 1)"),
         (f.min_snr_gamma is None or f.min_snr_gamma > 0, "diffusion.min_snr_gamma must be > 0 or null"),
         (t.steps >= 1, "train.steps must be >= 1"),
         (t.batch_size >= 1, "train.batch_size must be >= 1"),

@@ -91,7 +91,7 @@ class VideoPipeline:
             denoise = masked_model_denoise(self.denoiser) if self.config.masks.enabled else self.denoiser
             videos.append(sample(denoise, shape, self.denoiser.alphas_cumprod, sampler=sampler,
                                  num_steps=num_inference_steps, eta=eta, generator=generator, device=self.device,
-                                 progress=progress))
+                                 progress=progress, noise_correlation=self.denoiser.noise_correlation))
         return VideoPipelineOutput(videos=torch.cat(videos).cpu())
 
     # One model, many tasks (vidiff.tasks): each returns videos (B, C, F, H, W) in [-1, 1].

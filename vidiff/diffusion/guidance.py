@@ -11,7 +11,7 @@ from typing import Optional
 import torch
 
 from vidiff.diffusion.masks import conditioning_channels
-from vidiff.diffusion.schedules import append_dims, q_sample
+from vidiff.diffusion.schedules import append_dims, q_sample, video_noise
 
 
 def masked_model_denoise(denoiser, known: Optional[torch.Tensor] = None, mask: Optional[torch.Tensor] = None):
@@ -48,7 +48,7 @@ def replacement(denoiser, known: torch.Tensor, mask: torch.Tensor, generator: Op
     before each model call the known part of x_t is replaced by a fresh sample of q(x_t | x_known)."""
 
     def denoise(x_t, t):
-        z = _replace(x_t, t, known, mask, denoiser.alphas_cumprod, generator)
+        z = _replace(x_t, t, known, mask, denoiser, generator)
         x0, eps = denoiser(z, t)
         return _keep_known(x0, eps, x_t, t, known, mask, denoiser.alphas_cumprod)
 
@@ -63,7 +63,7 @@ def reconstruction_guidance(denoiser, known: torch.Tensor, mask: torch.Tensor, w
     Slower (one backward pass per step) but much more coherent than replacement alone."""
 
     def denoise(x_t, t):
-        z = _replace(x_t, t, known, mask, denoiser.alphas_cumprod, generator).detach().requires_grad_(True)
+        z = _replace(x_t, t, known, mask, denoiser, generator).detach().requires_grad_(True)
         with torch.enable_grad():
             x0, _ = denoiser(z, t)
             m = mask.to(x0.device).expand_as(x0)
@@ -76,8 +76,8 @@ def reconstruction_guidance(denoiser, known: torch.Tensor, mask: torch.Tensor, w
     return denoise
 
 
-def _replace(x_t, t, known, mask, alphas_cumprod, generator):
-    noise = torch.randn(x_t.shape, generator=generator, device=generator.device if generator else x_t.device)
-    noisy_known = q_sample(known.to(x_t.device), alphas_cumprod.to(x_t.device)[t].float(), noise.to(x_t.device))
+def _replace(x_t, t, known, mask, denoiser, generator):
+    noise = video_noise(x_t.shape, denoiser.noise_correlation, generator, x_t.device)
+    noisy_known = q_sample(known.to(x_t.device), denoiser.alphas_cumprod.to(x_t.device)[t].float(), noise)
     m = mask.to(x_t.device).expand_as(x_t)
     return torch.where(m > 0.5, noisy_known, x_t)

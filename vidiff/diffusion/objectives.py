@@ -67,12 +67,13 @@ class Denoiser(nn.Module):
     """
 
     def __init__(self, net: nn.Module, schedule: str = "cosine", timesteps: int = 1000, objective: str = "v",
-                 min_snr_gamma: Optional[float] = None, shift: float = 1.0):
+                 min_snr_gamma: Optional[float] = None, shift: float = 1.0, noise_correlation: float = 0.0):
         super().__init__()
         self.net = net
         self.objective = Objective(objective)
         self.min_snr_gamma = min_snr_gamma
         self.num_timesteps = timesteps
+        self.noise_correlation = noise_correlation  # frame correlation of the noise (training and sampling)
         self.register_buffer("alphas_cumprod", make_alphas_cumprod(schedule, timesteps, shift), persistent=False)
 
     def alpha_bar(self, t: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,8 @@ from typing import Callable, Optional
 
 import torch
 
+from vidiff.diffusion.schedules import video_noise
+
 
 DenoiseFn = Callable[[torch.Tensor, torch.Tensor], tuple]
 
@@ -61,9 +63,8 @@ def ddpm_step(x_t: torch.Tensor, x0: torch.Tensor, a_t: torch.Tensor, a_prev: to
     return mean
 
 
-def _randn(shape, generator: Optional[torch.Generator], device, dtype=torch.float32) -> torch.Tensor:
-    gen_device = generator.device if generator is not None else device
-    return torch.randn(shape, generator=generator, device=gen_device, dtype=dtype).to(device)
+def _randn(shape, generator: Optional[torch.Generator], device, correlation: float = 0.0) -> torch.Tensor:
+    return video_noise(shape, correlation, generator, device)
 
 
 def _run(denoise: DenoiseFn, x: torch.Tensor, alphas_cumprod: torch.Tensor, timesteps: list[int], step,
@@ -91,11 +92,12 @@ def _run(denoise: DenoiseFn, x: torch.Tensor, alphas_cumprod: torch.Tensor, time
 
 def sample_ddim(denoise: DenoiseFn, x: torch.Tensor, alphas_cumprod: torch.Tensor, timesteps: list[int],
                 eta: float = 0.0, generator: Optional[torch.Generator] = None, clip_x0: bool = True,
-                callback=None, progress: bool = False) -> torch.Tensor:
-    """DDIM (Song et al. 2021) from x = x_T over the given descending timesteps; returns x_0."""
+                callback=None, progress: bool = False, noise_correlation: float = 0.0) -> torch.Tensor:
+    """DDIM (Song et al. 2021) from x = x_T over the given descending timesteps; returns x_0.
+    `noise_correlation`: the frame correlation of the noise the model was trained with (for eta > 0)."""
 
     def step(x, x0, eps, a_t, a_prev, t_prev):
-        noise = _randn(x.shape, generator, x.device) if eta > 0 and t_prev >= 0 else None
+        noise = _randn(x.shape, generator, x.device, noise_correlation) if eta > 0 and t_prev >= 0 else None
         return ddim_step(x, x0, eps, a_t, a_prev, eta, noise)
 
     return _run(denoise, x, alphas_cumprod, timesteps, step, generator, clip_x0, callback, progress)
@@ -103,11 +105,11 @@ def sample_ddim(denoise: DenoiseFn, x: torch.Tensor, alphas_cumprod: torch.Tenso
 
 def sample_ddpm(denoise: DenoiseFn, x: torch.Tensor, alphas_cumprod: torch.Tensor, timesteps: list[int],
                 generator: Optional[torch.Generator] = None, clip_x0: bool = True, callback=None,
-                progress: bool = False) -> torch.Tensor:
+                progress: bool = False, noise_correlation: float = 0.0) -> torch.Tensor:
     """DDPM ancestral sampling (Ho et al. 2020, alg. 2) over the given descending timesteps; returns x_0."""
 
     def step(x, x0, eps, a_t, a_prev, t_prev):
-        noise = _randn(x.shape, generator, x.device) if t_prev >= 0 else None
+        noise = _randn(x.shape, generator, x.device, noise_correlation) if t_prev >= 0 else None
         return ddpm_step(x, x0, a_t, a_prev, noise)
 
     return _run(denoise, x, alphas_cumprod, timesteps, step, generator, clip_x0, callback, progress)
@@ -119,14 +121,17 @@ SAMPLERS = {"ddim": sample_ddim, "ddpm": sample_ddpm}
 def sample(denoise: DenoiseFn, shape: tuple, alphas_cumprod: torch.Tensor, sampler: str = "ddim",
            num_steps: int = 50, eta: float = 0.0, generator: Optional[torch.Generator] = None,
            device: torch.device | str = "cpu", clip_x0: bool = True, x_T: Optional[torch.Tensor] = None,
-           spacing: str = "trailing", callback=None, progress: bool = False) -> torch.Tensor:
-    """Draw x_T ~ N(0, I) of `shape` (B, C, F, H, W) and run `sampler` for `num_steps`; returns x_0 in [-1, 1]."""
+           spacing: str = "trailing", callback=None, progress: bool = False,
+           noise_correlation: float = 0.0) -> torch.Tensor:
+    """Draw x_T of `shape` (B, C, F, H, W) (N(0, I), frames correlated by `noise_correlation` if the model was
+    trained so) and run `sampler` for `num_steps`; returns x_0 in [-1, 1]."""
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose from {sorted(SAMPLERS)}")
     T = alphas_cumprod.shape[0]
     timesteps = sampling_timesteps(T, num_steps, spacing)
-    x = x_T if x_T is not None else _randn(shape, generator, device)
-    kwargs = dict(generator=generator, clip_x0=clip_x0, callback=callback, progress=progress)
+    x = x_T if x_T is not None else _randn(shape, generator, device, noise_correlation)
+    kwargs = dict(generator=generator, clip_x0=clip_x0, callback=callback, progress=progress,
+                  noise_correlation=noise_correlation)
     if sampler == "ddim":
         kwargs["eta"] = eta
     return SAMPLERS[sampler](denoise, x, alphas_cumprod, timesteps, **kwargs)

@@ -6,6 +6,7 @@ The forward process is q(x_t | x_0) = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t)
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 
@@ -46,6 +47,19 @@ def make_alphas_cumprod(schedule: str, timesteps: int, shift: float = 1.0) -> to
 def append_dims(x: torch.Tensor, ndim: int) -> torch.Tensor:
     """Broadcast a (B,) tensor against a (B, ...) tensor of rank `ndim` (k-diffusion's append_dims)."""
     return x.reshape(x.shape + (1,) * (ndim - x.ndim))
+
+
+def video_noise(shape: tuple, correlation: float = 0.0, generator: Optional[torch.Generator] = None,
+                device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Standard normal noise of `shape` (B, C, F, H, W) whose frames are correlated by `correlation` rho:
+    eps_f = sqrt(rho) eps_shared + sqrt(1 - rho) eps_f' (the "mixed noise" of Ge et al. 2023, PYoCo).
+    Every element stays N(0, 1); rho = 0 is i.i.d. noise. Drawn on the generator's device, then moved."""
+    gen_device = generator.device if generator is not None else device
+    noise = torch.randn(shape, generator=generator, device=gen_device, dtype=dtype)
+    if correlation:
+        shared = torch.randn(shape[:2] + (1,) + tuple(shape[3:]), generator=generator, device=gen_device, dtype=dtype)
+        noise = math.sqrt(correlation) * shared + math.sqrt(1 - correlation) * noise
+    return noise.to(device)
 
 
 def q_sample(x0: torch.Tensor, alpha_bar: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:

@@ -129,23 +129,40 @@ class TemporalAttention(_Attention):
         return x + out
 
 
+class SpaceTimeAttention(_Attention):
+    """Full self-attention among all F*H*W positions of a clip (rotary frame positions): a token can follow
+    an object to another place in another frame in one hop, which factorized attention needs two for.
+    Quadratic in F*H*W: meant for the low resolutions of the U-Net."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, F, H, W) -> same
+        B, C, Fr, H, W = x.shape
+        tokens = rearrange(self.norm(x), "b c f h w -> b (f h w) c")
+        positions = torch.arange(Fr, device=x.device).repeat_interleave(H * W)  # the frame of every token
+        out = rearrange(self.attend(tokens, positions), "b (f h w) c -> b c f h w", f=Fr, h=H)
+        return x + out
+
+
 class Downsample(nn.Module):
-    """Halve H and W with a strided 3x3 conv; frames are kept."""
+    """Halve H and W with a strided 3x3 conv; with `temporal`, halve F too (a strided 3x3x3 conv)."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, temporal: bool = False):
         super().__init__()
-        self.conv = nn.Conv3d(channels, channels, (1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
+        kt = 3 if temporal else 1
+        self.conv = nn.Conv3d(channels, channels, (kt, 3, 3), stride=(2 if temporal else 1, 2, 2),
+                              padding=(kt // 2, 1, 1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, F, H, W) -> (B, C, F, H/2, W/2)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, F, H, W) -> (B, C, F or F/2, H/2, W/2)
         return self.conv(x)
 
 
 class Upsample(nn.Module):
-    """Double H and W (nearest) and smooth with a 3x3 conv; frames are kept."""
+    """Double H and W (nearest) and smooth with a 3x3 conv; with `temporal`, double F too (3x3x3 conv)."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, temporal: bool = False):
         super().__init__()
-        self.conv = nn.Conv3d(channels, channels, (1, 3, 3), padding=(0, 1, 1))
+        self.temporal = temporal
+        kt = 3 if temporal else 1
+        self.conv = nn.Conv3d(channels, channels, (kt, 3, 3), padding=(kt // 2, 1, 1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, F, H, W) -> (B, C, F, 2H, 2W)
-        return self.conv(F.interpolate(x, scale_factor=(1, 2, 2), mode="nearest"))
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, F, H, W) -> (B, C, F or 2F, 2H, 2W)
+        return self.conv(F.interpolate(x, scale_factor=(2 if self.temporal else 1, 2, 2), mode="nearest"))

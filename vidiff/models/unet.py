@@ -14,23 +14,28 @@ from einops import rearrange
 from torch import nn
 
 from vidiff.config import ModelConfig
-from vidiff.models.layers import (Downsample, ResBlock, SpaceTimeConv, SpatialAttention, TemporalAttention,
-                                  Upsample, group_norm, timestep_embedding, zero_module)
+from vidiff.models.layers import (Downsample, ResBlock, SpaceTimeAttention, SpaceTimeConv, SpatialAttention,
+                                  TemporalAttention, Upsample, group_norm, timestep_embedding, zero_module)
+
+
+def _attention(channels: int, cfg: ModelConfig, level: int) -> list[nn.Module]:
+    """The attention layers after each residual block of a level: full space-time attention where the config
+    asks for it (it replaces the factorized pair), else spatial and/or temporal attention."""
+    if level in cfg.spacetime_attention_levels:
+        return [SpaceTimeAttention(channels, cfg.head_dim)]
+    return ([SpatialAttention(channels, cfg.head_dim)] if level in cfg.spatial_attention_levels else []) + \
+        ([TemporalAttention(channels, cfg.head_dim)] if level in cfg.temporal_attention_levels else [])
 
 
 class _Level(nn.Module):
-    """The residual blocks of one resolution level, each optionally followed by spatial and temporal attention."""
+    """The residual blocks of one resolution level, each followed by that level's attention layers."""
 
-    def __init__(self, channels_in: list[int], cout: int, emb_dim: int, cfg: ModelConfig, spatial: bool, temporal: bool):
+    def __init__(self, channels_in: list[int], cout: int, emb_dim: int, cfg: ModelConfig, level: int):
         super().__init__()
         self.blocks = nn.ModuleList()
         for cin in channels_in:
-            layers = nn.ModuleList([ResBlock(cin, cout, emb_dim, cfg.temporal_conv, cfg.dropout)])
-            if spatial:
-                layers.append(SpatialAttention(cout, cfg.head_dim))
-            if temporal:
-                layers.append(TemporalAttention(cout, cfg.head_dim))
-            self.blocks.append(layers)
+            self.blocks.append(nn.ModuleList([ResBlock(cin, cout, emb_dim, cfg.temporal_conv, cfg.dropout),
+                                              *_attention(cout, cfg, level)]))
 
 
 def _apply(layers: nn.ModuleList, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
@@ -56,18 +61,21 @@ class VideoUNet(nn.Module):
         self.downsample = nn.ModuleList()
         cur = ch
         for lv, m in enumerate(mults):
-            level = _Level([cur] + [ch * m] * (nb - 1), ch * m, emb_dim, cfg,
-                           lv in cfg.spatial_attention_levels, lv in cfg.temporal_attention_levels)
+            level = _Level([cur] + [ch * m] * (nb - 1), ch * m, emb_dim, cfg, lv)
             self.down.append(level)
             cur = ch * m
             skips += [cur] * nb
             if lv < len(mults) - 1:
-                self.downsample.append(Downsample(cur))
+                self.downsample.append(Downsample(cur, temporal=lv in cfg.temporal_downsample_levels))
                 skips.append(cur)
 
         self.mid1 = ResBlock(cur, cur, emb_dim, cfg.temporal_conv, cfg.dropout)
-        self.mid_spatial = SpatialAttention(cur, cfg.head_dim)
-        self.mid_temporal = TemporalAttention(cur, cfg.head_dim)
+        if len(mults) - 1 in cfg.spacetime_attention_levels:
+            self.mid_attention = nn.ModuleList([SpaceTimeAttention(cur, cfg.head_dim)])
+        else:  # (the names of the factorized pair are those of older checkpoints)
+            self.mid_spatial = SpatialAttention(cur, cfg.head_dim)
+            self.mid_temporal = TemporalAttention(cur, cfg.head_dim)
+            self.mid_attention = [self.mid_spatial, self.mid_temporal]
         self.mid2 = ResBlock(cur, cur, emb_dim, cfg.temporal_conv, cfg.dropout)
 
         # Decoder: nb + 1 blocks per level, each eating one skip connection.
@@ -78,10 +86,9 @@ class VideoUNet(nn.Module):
             for _ in range(nb + 1):
                 cins.append(cur + skips.pop())
                 cur = ch * m
-            self.up.append(_Level(cins, ch * m, emb_dim, cfg,
-                                  lv in cfg.spatial_attention_levels, lv in cfg.temporal_attention_levels))
+            self.up.append(_Level(cins, ch * m, emb_dim, cfg, lv))
             if lv > 0:
-                self.upsample.append(Upsample(cur))
+                self.upsample.append(Upsample(cur, temporal=lv - 1 in cfg.temporal_downsample_levels))
 
         self.norm_out = group_norm(cur)
         self.conv_out = zero_module(SpaceTimeConv(cur, cfg.in_channels * p2, "none"))
@@ -98,6 +105,10 @@ class VideoUNet(nn.Module):
         H, W = x.shape[-2:]
         if H % (p * 2 ** (len(self.down) - 1)) or W % (p * 2 ** (len(self.down) - 1)):
             raise ValueError(f"height and width must be divisible by {p * 2 ** (len(self.down) - 1)}, got {H}x{W}")
+        ft = 2 ** len(self.config.temporal_downsample_levels)
+        if x.shape[2] % ft:
+            raise ValueError(f"this network halves the frames {len(self.config.temporal_downsample_levels)} times: "
+                             f"the number of frames must be divisible by {ft}, got {x.shape[2]}")
         if p > 1:  # space-to-depth: (B, C, F, H, W) -> (B, C*p*p, F, H/p, W/p)
             x = rearrange(x, "b c f (h p1) (w p2) -> b (c p1 p2) f h w", p1=p, p2=p)
         h = self.conv_in(x)
@@ -110,7 +121,10 @@ class VideoUNet(nn.Module):
                 h = self.downsample[lv](h)  # (B, C', F, H/2, W/2)
                 hs.append(h)
 
-        h = self.mid2(self.mid_temporal(self.mid_spatial(self.mid1(h, emb))), emb)
+        h = self.mid1(h, emb)
+        for attn in self.mid_attention:
+            h = attn(h)
+        h = self.mid2(h, emb)
 
         for i, level in enumerate(self.up):
             for layers in level.blocks:

@@ -22,7 +22,7 @@ from vidiff.diffusion import sample
 from vidiff.diffusion.guidance import masked_model_denoise, reconstruction_guidance, replacement
 from vidiff.diffusion.masks import frames_mask
 from vidiff.diffusion.samplers import sample_ddim
-from vidiff.diffusion.schedules import q_sample
+from vidiff.diffusion.schedules import q_sample, video_noise
 from vidiff.errors import VidiffError
 
 METHODS = ("auto", "masked", "reconstruction", "replacement")
@@ -104,7 +104,8 @@ def conditional_sample(pipe, known: torch.Tensor, mask: torch.Tensor, method: st
     else:
         denoise = _denoise_fn(pipe, known, mask, method, guidance_weight, generator)
     return sample(denoise, tuple(known.shape), pipe.denoiser.alphas_cumprod, "ddim", num_steps,
-                  generator=generator, device=pipe.device, progress=progress)
+                  generator=generator, device=pipe.device, progress=progress,
+                  noise_correlation=pipe.denoiser.noise_correlation)
 
 
 def fill_timeline(pipe, video: torch.Tensor, known: torch.Tensor, overlap: int = 4, **kwargs) -> torch.Tensor:
@@ -232,7 +233,7 @@ def vary(pipe, video: torch.Tensor, strength: float = 0.5, num_samples: int = 1,
     video = video.repeat_interleave(num_samples, dim=0).to(pipe.device)
     T = den.num_timesteps
     t_start = min(T - 1, max(0, round(strength * (T - 1))))
-    noise = torch.randn(video.shape, generator=generator).to(pipe.device)
+    noise = video_noise(video.shape, den.noise_correlation, generator, pipe.device)
     x_t = q_sample(video, den.alphas_cumprod[t_start].float().expand(video.shape[0]).to(pipe.device), noise)
     denoise = masked_model_denoise(den) if pipe.config.masks.enabled else den
     steps = denoise_timesteps(t_start, max(1, math.ceil(num_steps * strength)))

@@ -25,6 +25,7 @@ from vidiff.build import build_denoiser
 from vidiff.config import RunConfig, load_config
 from vidiff.data import build_dataset
 from vidiff.diffusion import sample
+from vidiff.diffusion.schedules import video_noise
 from vidiff.diffusion.guidance import masked_model_denoise
 from vidiff.diffusion.masks import conditioning_channels, random_training_masks
 from vidiff.errors import CheckpointError, ConfigError, VidiffError
@@ -178,7 +179,8 @@ def write_preview(denoiser, ema: EMA, cfg: RunConfig, path: Path, device: torch.
     g = torch.Generator().manual_seed(1234)
     denoise = masked_model_denoise(denoiser) if cfg.masks.enabled else denoiser
     x = sample(denoise, (num, cfg.model.in_channels, d.num_frames, d.size, d.size), denoiser.alphas_cumprod,
-               sampler="ddim", num_steps=cfg.train.preview_steps, generator=g, device=device)
+               sampler="ddim", num_steps=cfg.train.preview_steps, generator=g, device=device,
+               noise_correlation=denoiser.noise_correlation)
     net.load_state_dict(backup)
     net.train()
     frames = np.stack([to_frames(v) for v in x])
@@ -285,7 +287,7 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, max_step
             torch.manual_seed(step_seed(tc.seed, step, rank))  # timesteps, noise and dropout of this step
             x0 = next(batches).to(device, non_blocking=True)  # (B, C, F, H, W)
             t = torch.randint(0, denoiser.num_timesteps, (x0.shape[0],), device=device)
-            noise = torch.randn_like(x0)
+            noise = video_noise(x0.shape, denoiser.noise_correlation, device=device)  # (B, C, F, H, W)
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, tc)
             cond = loss_mask = None
