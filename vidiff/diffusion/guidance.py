@@ -28,6 +28,7 @@ def masked_model_denoise(denoiser, known: Optional[torch.Tensor] = None, mask: O
         return _keep_known(x0, eps, x_t, t, known, mask, denoiser.alphas_cumprod)
 
     denoise.alphas_cumprod = denoiser.alphas_cumprod  # so that replacement / guidance can wrap it like a Denoiser
+    denoise.noise_correlation = denoiser.noise_correlation
     return denoise
 
 
@@ -77,7 +78,7 @@ def reconstruction_guidance(denoiser, known: torch.Tensor, mask: torch.Tensor, w
 
 
 def _replace(x_t, t, known, mask, denoiser, generator):
-    noise = video_noise(x_t.shape, denoiser.noise_correlation, generator, x_t.device)
+    noise = video_noise(x_t.shape, getattr(denoiser, "noise_correlation", 0.0), generator, x_t.device)
     noisy_known = q_sample(known.to(x_t.device), denoiser.alphas_cumprod.to(x_t.device)[t].float(), noise)
     m = mask.to(x_t.device).expand_as(x_t)
     return torch.where(m > 0.5, noisy_known, x_t)
