@@ -108,7 +108,9 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=5, help="samples per clip, best-of-N (default: 5)")
     p.add_argument("--steps", type=int, default=25, help="DDIM steps (default: 25)")
     p.add_argument("--guidance", type=float, default=2.0, help="reconstruction-guidance weight (default: 2)")
-    p.add_argument("--no-extend", action="store_true", help="skip the 64-frame extension")
+    p.add_argument("--extend", choices=["all", "masked", "none"], default="all",
+                   help="which models also make 64-frame videos: all, only those trained with masks, or none "
+                        "(default: all)")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--write", action="store_true", help="write the table into docs/benchmarks.md")
     args = p.parse_args()
@@ -138,7 +140,7 @@ def main() -> None:
             notes.append(f"`{name}` / {method}: prediction {r['seconds']['prediction']} s, interpolation "
                          f"{r['seconds']['interpolation']} s; best-of-N PSNR per future frame 9..16: "
                          + ", ".join(f"{v:.1f}" for v in r["prediction"]["psnr_per_frame_best"]))
-        if not args.no_extend:
+        if args.extend == "all" or (args.extend == "masked" and cfg.masks.enabled):
             t0 = time.perf_counter()
             ext = run_extend(pipe, truth, eval_set, methods[-1], args)
             results[f"{name} / extend"] = ext

@@ -175,3 +175,22 @@ def test_sampling_draws_the_trained_noise():
     sample(denoise, shape, make_alphas_cumprod("cosine", 100), num_steps=2,
            generator=torch.Generator().manual_seed(1), noise_correlation=0.5)
     assert torch.equal(seen[0], video_noise(shape, 0.5, torch.Generator().manual_seed(1)))
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
+def test_exact_denoiser_of_a_finite_dataset_samples_its_clips(sampler):
+    # For a dataset of a few clips, E[x0 | x_t] is a softmax-weighted mean of them: driven by that exact
+    # denoiser, a correct sampler must end on one of the clips (an end-to-end check of the whole loop).
+    torch.manual_seed(0)
+    data = torch.randn(6, 3, 4, 4, 4).clamp(-1, 1)  # (N, C, F, H, W)
+    ac = make_alphas_cumprod("cosine", 1000)
+
+    def denoise(x, t):
+        a = ac[t[0]].float()
+        d2 = ((x.flatten(1)[:, None] - a.sqrt() * data.flatten(1)[None]) ** 2).sum(-1)  # (B, N)
+        x0 = (torch.softmax(-d2 / (2 * (1 - a)), dim=1) @ data.flatten(1)).view_as(x)
+        return x0, (x - a.sqrt() * x0) / (1 - a).sqrt()
+
+    out = sample(denoise, (8, 3, 4, 4, 4), ac, sampler=sampler, num_steps=25, generator=torch.Generator().manual_seed(1))
+    nearest = torch.cdist(out.flatten(1), data.flatten(1)).min(1).values
+    assert nearest.max() < 1e-3

@@ -24,7 +24,8 @@ from vidiff.io import to_frames
 from vidiff.training.checkpoint import CONFIG, WEIGHTS, load_into, load_tensors
 from vidiff.training.loop import resolve_device
 
-SHIPPED = ("shapes32",)  # models shipped inside the package, under vidiff/weights/NAME/
+SHIPPED = ("shapes32", "shapes32-masked")  # models shipped inside the package, under vidiff/weights/NAME/
+# shapes32: unconditional; shapes32-masked: the same network trained with MCVD frame masks (prediction, interpolation)
 
 
 def resolve_run(path_or_name: str | Path) -> Path:
