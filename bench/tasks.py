@@ -10,8 +10,9 @@
 
     python bench/tasks.py --model shapes32 [--model runs/masked ...] [--clips 16] [--write]
 
-Each model trained without masks is run with every method in --methods (replacement, reconstruction
-guidance); a model trained with MCVD masks uses them. All rows share the clips and the baselines.
+Each model is run with every method in --methods (replacement, reconstruction guidance); a model trained
+with MCVD masks also runs its masked conditioning, so one set of weights is compared both ways. All rows
+share the clips and the baselines.
 """
 
 from __future__ import annotations
@@ -102,8 +103,8 @@ def main() -> None:
     p.add_argument("--model", action="append", help="run folder or shipped model; repeat to compare several "
                                                     "(default: shapes32)")
     p.add_argument("--methods", default="replacement,reconstruction",
-                   help="conditioning methods tried on models trained without masks (default: both); "
-                        "a masked model always uses its masks")
+                   help="training-free conditioning methods to run (default: both; '' for none); a model "
+                        "trained with masks also runs its own masked conditioning")
     p.add_argument("--clips", type=int, default=16, help="held-out clips per task (default: 16)")
     p.add_argument("--samples", type=int, default=5, help="samples per clip, best-of-N (default: 5)")
     p.add_argument("--steps", type=int, default=25, help="DDIM steps (default: 25)")
@@ -128,7 +129,9 @@ def main() -> None:
         if truth is None:
             eval_set = build_dataset(cfg.data, "eval")
             truth = torch.stack([eval_set[i]["video"] for i in range(args.clips)])  # (N, C, 16, H, W)
-        methods = ["masked"] if cfg.masks.enabled else args.methods.split(",")
+        # a model trained with masks also runs the training-free methods on its unconditional mode (all-zero
+        # mask): the same weights conditioned both ways
+        methods = (["masked"] if cfg.masks.enabled else []) + [m for m in args.methods.split(",") if m]
         for method in methods:
             r = run_tasks(pipe, truth, method, args)
             results[f"{name} / {method}"] = r
@@ -142,9 +145,10 @@ def main() -> None:
                          + ", ".join(f"{v:.1f}" for v in r["prediction"]["psnr_per_frame_best"]))
         if args.extend == "all" or (args.extend == "masked" and cfg.masks.enabled):
             t0 = time.perf_counter()
-            ext = run_extend(pipe, truth, eval_set, methods[-1], args)
+            ext_method = "masked" if cfg.masks.enabled else methods[-1]
+            ext = run_extend(pipe, truth, eval_set, ext_method, args)
             results[f"{name} / extend"] = ext
-            extend_rows.append(f"`{name}` ({methods[-1]}, {time.perf_counter() - t0:.0f} s): "
+            extend_rows.append(f"`{name}` ({ext_method}, {time.perf_counter() - t0:.0f} s): "
                                + ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k}: {v}"
                                            for k, v in ext.items()))
 
@@ -160,7 +164,7 @@ def main() -> None:
         s = scores(base, target, 1)
         results[f"baseline / {task} / {name}"] = s
         rows.append(f"| {task} | baseline | {name} | {s['psnr_mean']:.2f} | – | {s['ssim_mean']:.3f} | – |")
-    rows.sort(key=lambda r: r.split("|")[1])  # prediction rows first, then interpolation
+    rows.sort(key=lambda r: r.split("|")[1].strip() != "prediction")  # prediction rows first (stable sort)
 
     cmd = "python bench/tasks.py " + " ".join(sys.argv[1:])
     lines = [f"Command: `{cmd.strip()}`. {args.clips} held-out `shapes` clips (eval split), {args.samples} samples "
