@@ -39,6 +39,8 @@ def test_yaml_file_and_override_precedence(tmp_path):
     (["diffusion.shift=0"], "diffusion.shift must be > 0"),
     (["model.temporal_downsample_levels=[2]"], "must lie in 0..1 (a level followed by a downsampling)"),
     (["train"], "must look like section.key=value"),
+    (["\n"], "override '\\n' must look like section.key=value"),  # found by test_fuzz: keep errors on one line
+    (["train.st\neps=3"], "unknown config key 'train.st\\neps'"),
     (["train=3"], "section 'train' must be a mapping"),
 ])
 def test_bad_configs_give_one_line_errors(overrides, message):
