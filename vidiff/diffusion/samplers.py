@@ -13,7 +13,6 @@ import torch
 
 from vidiff.diffusion.schedules import video_noise
 
-
 DenoiseFn = Callable[[torch.Tensor, torch.Tensor], tuple]
 
 
@@ -63,10 +62,6 @@ def ddpm_step(x_t: torch.Tensor, x0: torch.Tensor, a_t: torch.Tensor, a_prev: to
     return mean
 
 
-def _randn(shape, generator: Optional[torch.Generator], device, correlation: float = 0.0) -> torch.Tensor:
-    return video_noise(shape, correlation, generator, device)
-
-
 def _run(denoise: DenoiseFn, x: torch.Tensor, alphas_cumprod: torch.Tensor, timesteps: list[int], step,
          generator, clip_x0: bool, callback, progress: bool):
     from tqdm.auto import tqdm
@@ -97,7 +92,7 @@ def sample_ddim(denoise: DenoiseFn, x: torch.Tensor, alphas_cumprod: torch.Tenso
     `noise_correlation`: the frame correlation of the noise the model was trained with (for eta > 0)."""
 
     def step(x, x0, eps, a_t, a_prev, t_prev):
-        noise = _randn(x.shape, generator, x.device, noise_correlation) if eta > 0 and t_prev >= 0 else None
+        noise = video_noise(x.shape, noise_correlation, generator, x.device) if eta > 0 and t_prev >= 0 else None
         return ddim_step(x, x0, eps, a_t, a_prev, eta, noise)
 
     return _run(denoise, x, alphas_cumprod, timesteps, step, generator, clip_x0, callback, progress)
@@ -109,7 +104,7 @@ def sample_ddpm(denoise: DenoiseFn, x: torch.Tensor, alphas_cumprod: torch.Tenso
     """DDPM ancestral sampling (Ho et al. 2020, alg. 2) over the given descending timesteps; returns x_0."""
 
     def step(x, x0, eps, a_t, a_prev, t_prev):
-        noise = _randn(x.shape, generator, x.device, noise_correlation) if t_prev >= 0 else None
+        noise = video_noise(x.shape, noise_correlation, generator, x.device) if t_prev >= 0 else None
         return ddpm_step(x, x0, a_t, a_prev, noise)
 
     return _run(denoise, x, alphas_cumprod, timesteps, step, generator, clip_x0, callback, progress)
@@ -129,7 +124,7 @@ def sample(denoise: DenoiseFn, shape: tuple, alphas_cumprod: torch.Tensor, sampl
         raise ValueError(f"unknown sampler {sampler!r}; choose from {sorted(SAMPLERS)}")
     T = alphas_cumprod.shape[0]
     timesteps = sampling_timesteps(T, num_steps, spacing)
-    x = x_T if x_T is not None else _randn(shape, generator, device, noise_correlation)
+    x = x_T if x_T is not None else video_noise(shape, noise_correlation, generator, device)
     kwargs = dict(generator=generator, clip_x0=clip_x0, callback=callback, progress=progress,
                   noise_correlation=noise_correlation)
     if sampler == "ddim":

@@ -25,9 +25,9 @@ from vidiff.build import build_denoiser
 from vidiff.config import RunConfig, load_config
 from vidiff.data import build_dataset
 from vidiff.diffusion import sample
-from vidiff.diffusion.schedules import video_noise
 from vidiff.diffusion.guidance import masked_model_denoise
 from vidiff.diffusion.masks import conditioning_channels, random_training_masks
+from vidiff.diffusion.schedules import video_noise
 from vidiff.errors import CheckpointError, ConfigError, VidiffError
 
 
