@@ -3,8 +3,11 @@
     python bench/sample_checks.py RUN [--threads 2]
 
 - persistence: per video, the fewest object pixels (max channel > 0.5 on [0, 1]) in a frame over the most,
-  averaged over 32 samples (DDIM 25 steps, seed 0); objects that vanish mid-clip pull it down. Printed with
+  averaged over 32 samples (DDIM 25 steps, seed 0, unless --steps/--sampler/--eta); objects that vanish mid-clip pull it down. Printed with
   the same score for 64 held-out real clips. Also the std over frames of the mean object colour.
+- colour drift: object pixels labelled with the nearest colour of the dataset's palette; per frame, the
+  total-variation distance between that frame's colour histogram and the clip's mean histogram, averaged
+  (0: every frame shows the same colours in the same proportions; an object changing hue pushes it up).
 - memorisation: for 16 samples, the MSE to the nearest training clip (first 2000 clips of the train split),
   against the same for 16 held-out real clips.
 """
@@ -31,10 +34,32 @@ def persistence(v: torch.Tensor) -> tuple[float, float]:
     return pers, colour.std(2).mean().item()
 
 
+def colour_drift(v: torch.Tensor) -> float:
+    """v: (N, C, F, H, W) in [-1, 1] -> mean over clips and frames of TV(frame colour histogram, clip mean)."""
+    from vidiff.data.shapes import COLORS
+
+    palette = torch.tensor(list(COLORS.values()))  # (K, 3)
+    b = (v.clamp(-1, 1) + 1) / 2
+    obj = b.max(1).values > 0.5  # (N, F, H, W)
+    pix = b.permute(0, 2, 3, 4, 1)  # (N, F, H, W, 3)
+    label = torch.cdist(pix.reshape(-1, 3), palette).argmin(1).view(obj.shape)  # (N, F, H, W)
+    hist = torch.nn.functional.one_hot(label, len(palette)).float() * obj[..., None]
+    hist = hist.sum((2, 3))  # (N, F, K)
+    hist = hist / hist.sum(-1, keepdim=True).clamp(min=1)
+    present = hist.sum(-1) > 0  # frames with any object pixel
+    mean = (hist * present[..., None]).sum(1, keepdim=True) / present.sum(1, keepdim=True).clamp(min=1)[..., None]
+    tv = 0.5 * (hist - mean).abs().sum(-1)  # (N, F)
+    return ((tv * present).sum(1) / present.sum(1).clamp(min=1)).mean().item()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--steps", type=int, default=25)
+    p.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm"])
+    p.add_argument("--eta", type=float, default=0.0)
+    p.add_argument("--no-memorisation", action="store_true", help="skip the nearest-training-clip check")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     from vidiff import VideoPipeline
@@ -42,11 +67,14 @@ def main() -> None:
 
     pipe = VideoPipeline.from_pretrained(args.run)
     cfg = pipe.config
-    v = pipe(num_videos=32, num_inference_steps=25, generator=torch.Generator().manual_seed(0), progress=False).videos
+    v = pipe(num_videos=32, num_inference_steps=args.steps, sampler=args.sampler, eta=args.eta, generator=torch.Generator().manual_seed(0), progress=False).videos
     ev = build_dataset(cfg.data, "eval")
     real = torch.stack([ev[i]["video"] for i in range(min(64, len(ev)))])
     (ps, cs), (pr, cr) = persistence(v), persistence(real)
-    print(f"persistence {ps:.3f} (real {pr:.3f}); colour std over frames {cs:.3f} (real {cr:.3f})")
+    print(f"persistence {ps:.3f} (real {pr:.3f}); colour std over frames {cs:.3f} (real {cr:.3f}); "
+          f"colour drift {colour_drift(v):.3f} (real {colour_drift(real):.3f})")
+    if args.no_memorisation:
+        return
 
     train = build_dataset(cfg.data, "train")
     tr = torch.stack([train[i]["video"] for i in range(min(len(train), 2000))]).flatten(1)

@@ -138,14 +138,15 @@ def test_presets_build():
         preset("huge")
 
 
-@pytest.mark.parametrize("temporal_conv", ["factorized", "full", "none"])
-def test_every_weight_learns(temporal_conv):
+@pytest.mark.parametrize("temporal_conv,temporal_init", [("factorized", "random"), ("factorized", "identity"),
+                                                          ("full", "random"), ("none", "random")])
+def test_every_weight_learns(temporal_conv, temporal_init):
     # Zero-initialised layers must not starve each other: after a few optimizer steps every weight
     # gets a gradient (a residual branch with both of its (2+1)D convs at zero never would).
     torch.manual_seed(0)
     cfg = ModelConfig(channels=8, channel_mults=(1, 2, 2), spatial_attention_levels=(1,),
                       temporal_attention_levels=(0, 1), spacetime_attention_levels=(2,), head_dim=8,
-                      temporal_conv=temporal_conv, cond_channels=4)
+                      temporal_conv=temporal_conv, temporal_init=temporal_init, cond_channels=4)
     net = VideoUNet(cfg)
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     x, cond, t = torch.randn(2, 3, 4, 8, 8), torch.randn(2, 4, 4, 8, 8), torch.tensor([5.0, 500.0])
@@ -155,3 +156,17 @@ def test_every_weight_learns(temporal_conv):
         opt.step()
     dead = [name for name, p in net.named_parameters() if p.ndim > 1 and not p.grad.abs().sum() > 0]
     assert not dead, dead
+
+
+def test_identity_temporal_init_starts_as_a_per_frame_image_model():
+    # With temporal_init="identity" the (2+1)D conv is, at initialisation, the spatial conv alone: every output
+    # frame depends on its own input frame only; the temporal taps then learn motion from there.
+    torch.manual_seed(0)
+    conv = SpaceTimeConv(3, 8, "factorized", identity_init=True)
+    x = torch.randn(2, 3, 5, 6, 6)  # (B, C, F, H, W)
+    torch.testing.assert_close(conv(x), conv.spatial(x))
+    x2 = x.clone()
+    x2[:, :, 0] += 1.0  # change frame 0 only
+    assert torch.equal(conv(x2)[:, :, 1:], conv(x)[:, :, 1:])
+    random = SpaceTimeConv(3, 8, "factorized")
+    assert not torch.equal(random(x2)[:, :, 1], random(x)[:, :, 1])  # the default init mixes neighbouring frames

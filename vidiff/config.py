@@ -52,6 +52,7 @@ class ModelConfig:
     temporal_downsample_levels: tuple[int, ...] = ()  # levels after which the frames are halved too (F -> F/2)
     head_dim: int = 32  # channels per attention head
     temporal_conv: str = "factorized"  # "factorized" (2+1)D, "full" 3x3x3, or "none" (attention only)
+    temporal_init: str = "random"  # "identity": factorized temporal convs start as the identity (Make-A-Video)
     patch_size: int = 1  # fold p x p pixels into channels at the input (space-to-depth) and unfold at the output
     in_channels: int = 3  # video channels (RGB)
     cond_channels: int = 0  # extra input channels concatenated to x_t (e.g. known frames + mask)
@@ -291,6 +292,7 @@ def validate_run(cfg: RunConfig) -> None:
         (len(m.channel_mults) >= 1 and all(x >= 1 for x in m.channel_mults), "model.channel_mults must be positive"),
         (m.blocks_per_level >= 1, "model.blocks_per_level must be >= 1"),
         (m.temporal_conv in ("factorized", "full", "none"), "model.temporal_conv must be factorized, full or none"),
+        (m.temporal_init in ("random", "identity"), "model.temporal_init must be random or identity"),
         (all(0 <= lv < len(m.channel_mults)
              for lv in m.spatial_attention_levels + m.temporal_attention_levels + m.spacetime_attention_levels),
          f"model.spatial_attention_levels {list(m.spatial_attention_levels)}, temporal_attention_levels "

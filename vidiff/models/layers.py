@@ -37,9 +37,11 @@ class SpaceTimeConv(nn.Module):
 
     `mode="full"` is one 3x3x3 conv, `mode="none"` the spatial conv alone. Written as Conv3d with
     (1,3,3) and (3,1,1) kernels: on CPU this beat reshape + Conv2d + Conv1d by ~1.35x (MACHINE-NOTES).
+    `identity_init` starts the temporal conv as the identity (centre tap = I), so that the network begins as a
+    per-frame image model and learns motion on top of it (Singer et al. 2022, Make-A-Video, sec. 3.2).
     """
 
-    def __init__(self, cin: int, cout: int, mode: str = "factorized"):
+    def __init__(self, cin: int, cout: int, mode: str = "factorized", identity_init: bool = False):
         super().__init__()
         self.mode = mode
         if mode == "full":
@@ -48,6 +50,11 @@ class SpaceTimeConv(nn.Module):
         else:
             self.spatial = nn.Conv3d(cin, cout, (1, 3, 3), padding=(0, 1, 1))
             self.temporal = nn.Conv3d(cout, cout, (3, 1, 1), padding=(1, 0, 0)) if mode == "factorized" else None
+            if self.temporal is not None and identity_init:
+                nn.init.zeros_(self.temporal.weight)
+                nn.init.zeros_(self.temporal.bias)
+                with torch.no_grad():
+                    self.temporal.weight[:, :, 1, 0, 0] = torch.eye(cout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, Cin, F, H, W) -> (B, Cout, F, H, W)
         x = self.spatial(x)
@@ -57,10 +64,11 @@ class SpaceTimeConv(nn.Module):
 class ResBlock(nn.Module):
     """GroupNorm-SiLU-conv twice with the timestep embedding as scale and shift (Dhariwal & Nichol 2021, sec. 3)."""
 
-    def __init__(self, cin: int, cout: int, emb_dim: int, temporal_conv: str = "factorized", dropout: float = 0.0):
+    def __init__(self, cin: int, cout: int, emb_dim: int, temporal_conv: str = "factorized", dropout: float = 0.0,
+                 temporal_init: str = "random"):
         super().__init__()
         self.norm1 = group_norm(cin)
-        self.conv1 = SpaceTimeConv(cin, cout, temporal_conv)
+        self.conv1 = SpaceTimeConv(cin, cout, temporal_conv, identity_init=temporal_init == "identity")
         self.emb = nn.Linear(emb_dim, 2 * cout)
         self.norm2 = group_norm(cout)
         self.dropout = nn.Dropout(dropout)
