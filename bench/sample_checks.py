@@ -35,21 +35,9 @@ def persistence(v: torch.Tensor) -> tuple[float, float]:
 
 
 def colour_drift(v: torch.Tensor) -> float:
-    """v: (N, C, F, H, W) in [-1, 1] -> mean over clips and frames of TV(frame colour histogram, clip mean)."""
-    from vidiff.data.shapes import COLORS
+    from vidiff.evaluation.metrics import colour_drift as drift
 
-    palette = torch.tensor(list(COLORS.values()))  # (K, 3)
-    b = (v.clamp(-1, 1) + 1) / 2
-    obj = b.max(1).values > 0.5  # (N, F, H, W)
-    pix = b.permute(0, 2, 3, 4, 1)  # (N, F, H, W, 3)
-    label = torch.cdist(pix.reshape(-1, 3), palette).argmin(1).view(obj.shape)  # (N, F, H, W)
-    hist = torch.nn.functional.one_hot(label, len(palette)).float() * obj[..., None]
-    hist = hist.sum((2, 3))  # (N, F, K)
-    hist = hist / hist.sum(-1, keepdim=True).clamp(min=1)
-    present = hist.sum(-1) > 0  # frames with any object pixel
-    mean = (hist * present[..., None]).sum(1, keepdim=True) / present.sum(1, keepdim=True).clamp(min=1)[..., None]
-    tv = 0.5 * (hist - mean).abs().sum(-1)  # (N, F)
-    return ((tv * present).sum(1) / present.sum(1).clamp(min=1)).mean().item()
+    return float(drift(v.clamp(-1, 1)).mean())
 
 
 def main() -> None:

@@ -33,7 +33,8 @@ F, S = 16, 32
 
 # name -> (description, model overrides for vidiff). The demo config is read from the shipped preset.
 VIDIFF_MODELS = {
-    "vidiff-demo": ("vidiff demo config (patch 2, 32 ch, mults 1-2-4)", []),
+    "vidiff-demo": ("vidiff demo config (patch 4, 32 ch, mults 1-2-4)", []),
+    "vidiff-demo-p2": ("the demo config with 2x2-pixel tokens (the previous demo)", ["model.patch_size=2"]),
     "vidiff-3.2M": ("vidiff demo family, 36 ch (more parameters than the baseline)",
                     ["model.channels=36", "model.head_dim=18"]),
     "vidiff-small-p1": ("vidiff `small` preset, no patching (32 ch, mults 1-2-4)",

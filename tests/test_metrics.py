@@ -137,6 +137,27 @@ def test_warping_error_ranks_real_clips_below_frame_shuffled_ones():
     assert M.flicker(real).mean() < 0.01
 
 
+def test_colour_drift_is_zero_for_moving_objects_and_half_for_a_colour_switch_halfway():
+    from vidiff.data import BouncingShapes
+    from vidiff.data.shapes import COLORS
+
+    red, green = COLORS["red"], COLORS["green"]
+    v = np.zeros((1, 8, 8, 8, 3), np.uint8)
+    for t in range(8):  # a 2x2 square moving right, red for 4 frames, then green
+        v[0, t, 3:5, t:t + 2] = np.round(np.array(red if t < 4 else green) * 255)
+    steady = v.copy()
+    steady[0, 4:, ..., :] = np.where(steady[0, 4:].max(-1, keepdims=True) > 0, np.round(np.array(red) * 255), 0)
+    assert M.colour_drift(steady)[0] == pytest.approx(0, abs=1e-12)
+    assert M.colour_drift(v)[0] == pytest.approx(0.5, abs=1e-12)
+    assert M.colour_drift(np.zeros((2, 4, 8, 8, 3), np.uint8)).tolist() == [0, 0]  # nothing to measure
+    ds = BouncingShapes(num_frames=16, size=32, max_objects=2, seed=3)
+    real = torch.stack([ds[i]["video"] for i in range(8)])
+    assert M.colour_drift(real).mean() < 0.05  # anti-aliased edges and occlusions only
+    assert M.colour_drift(real[:, [1, 2, 0]]).mean() < 0.05  # off-palette colours still get one label each
+    with pytest.raises(VidiffError, match="3-channel"):
+        M.colour_drift(real[:, :1])
+
+
 def test_inputs_are_checked():
     with pytest.raises(VidiffError, match=r"\[-1, 1\]"):
         M.psnr(torch.full((3, 2, 8, 8), 2.0), torch.zeros(3, 2, 8, 8))

@@ -53,8 +53,8 @@ def reference(tmp_path_factory):
     return _weights(run)
 
 
-def _start_and_wait_for_step(out, k):
-    proc = subprocess.Popen(_cmd(out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def _start_and_wait_for_step(out, k, *extra):
+    proc = subprocess.Popen(_cmd(out, *extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 240
     while _rows(out) < k:
         if proc.poll() is not None or time.time() > deadline:
@@ -190,9 +190,10 @@ def test_pickles_are_refused_everywhere(tiny_config, tmp_path):
 
 def test_two_trainings_never_share_a_run_folder(tmp_path):
     out = tmp_path / "run"
-    first = _start_and_wait_for_step(out, 1)
+    long = "train.steps=100000"  # still training when the second one starts, however fast this machine is
+    first = _start_and_wait_for_step(out, 1, long)
     try:
-        second = subprocess.run(_cmd(out, "--resume"), capture_output=True, text=True, timeout=120)
+        second = subprocess.run(_cmd(out, long, "--resume"), capture_output=True, text=True, timeout=120)
         assert second.returncode == 2 and "is being trained by process" in second.stderr, second.stderr
     finally:
         first.kill()

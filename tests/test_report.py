@@ -49,13 +49,14 @@ def evaluated_run(tmp_path_factory):
 
 def test_eval_writes_metrics_with_baselines_and_protocol(evaluated_run):
     report = json.loads((evaluated_run / "metrics.json").read_text())
-    assert set(report["metrics"]) == {"fvd_shapes", "flicker", "warp"}
+    assert set(report["metrics"]) == {"fvd_shapes", "flicker", "warp", "colour_drift"}
     for name, m in report["metrics"].items():
         assert np.isfinite(m["value"]) and np.isfinite(m["baseline"]) and m["baseline_is"], name
     fvd = report["metrics"]["fvd_shapes"]
     # a 3-step model is far from the data: its distance must exceed real-vs-real
     assert fvd["value"] > fvd["baseline"] > 0
     assert re.fullmatch(r"[0-9a-f]{64}", fvd["protocol"]["weights_sha256"])
+    assert report["metrics"]["colour_drift"]["baseline"] < 0.06  # real shapes clips keep their colours
     assert report["num_videos"] == 8 and report["samples"]["steps"] == 2 and not report["samples"]["reused"]
     assert report["model_step"] == 3
     samples = np.load(evaluated_run / "eval" / "samples.npy")

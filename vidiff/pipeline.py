@@ -25,7 +25,8 @@ from vidiff.training.checkpoint import CONFIG, WEIGHTS, load_into, load_tensors
 from vidiff.training.loop import resolve_device
 
 SHIPPED = ("shapes32", "shapes32-masked")  # models shipped inside the package, under vidiff/weights/NAME/
-# shapes32: unconditional; shapes32-masked: the same network trained with MCVD frame masks (prediction, interpolation)
+# shapes32: unconditional (the demo preset trained longer); shapes32-masked: trained with MCVD frame masks (prediction,
+# interpolation), with the previous demo network (patch 2, v objective)
 
 
 def resolve_run(path_or_name: str | Path) -> Path:

@@ -11,6 +11,8 @@ Metrics (names for `--metrics`):
 - fvd: Frechet Video Distance with an I3D TorchScript file (`i3d=PATH`), protocol in `vidiff.evaluation.fvd`.
 - flicker: global frame-to-frame colour change (`metrics.flicker`), mean over videos. Lower is better.
 - warp: optical-flow warping error (`metrics.warping_error`), mean over videos. Lower is better.
+- colour_drift: how much object colours change along a clip (`metrics.colour_drift`), for `shapes` data (its
+  palette). Lower is better.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import numpy as np
 
 from vidiff.errors import VidiffError
 
-METRICS = ("fvd_shapes", "fvd", "flicker", "warp")
+METRICS = ("fvd_shapes", "fvd", "flicker", "warp", "colour_drift")
 EVAL_DIR = "eval"  # RUN_DIR/eval/samples.npy + samples.json: the samples metrics.json was computed on
 
 
@@ -36,9 +38,11 @@ def _version() -> str:
 
 
 def default_metrics(cfg) -> list[str]:
-    """fvd_shapes where the shipped classifier applies (shapes, 16 x 32 x 32), then flicker and warp."""
+    """fvd_shapes where the shipped classifier applies (shapes, 16 x 32 x 32), then flicker and warp, and
+    colour drift for shapes data."""
     shapes = cfg.data.dataset == "shapes" and cfg.data.num_frames == 16 and cfg.data.size == 32
-    return (["fvd_shapes"] if shapes else []) + ["flicker", "warp"]
+    return (["fvd_shapes"] if shapes else []) + ["flicker", "warp"] + \
+        (["colour_drift"] if cfg.data.dataset == "shapes" else [])
 
 
 def parse_metrics(text: Optional[str | Sequence[str]]) -> Optional[list[str]]:
@@ -227,6 +231,16 @@ def evaluate_run(run: str | Path, num: int = 256, metrics: Optional[Sequence[str
                                                          "t warped onto t+1, non-occluded pixels, [0, 1] units",
                                            "flow": {"method": "OpenCV Farneback", **M.FARNEBACK,
                                                     "upscale": M.FLOW_UPSCALE}})}
+        elif name == "colour_drift":
+            gen, ref = M.colour_drift(fake), M.colour_drift(real)
+            results[name] = {"value": float(gen.mean()), "baseline": float(ref.mean()),
+                             "baseline_is": "the same score on N held-out real clips",
+                             "lower_is_better": True,
+                             "per_video": {"generated": _mean_std(gen), "real": _mean_std(ref)},
+                             "protocol": {"definition": "object pixels (brightest channel > 0.5) labelled with the "
+                                                        "nearest shapes palette colour; mean over frames of the "
+                                                        "total-variation distance between the frame's label "
+                                                        "histogram and the clip's mean histogram"}}
         else:  # pragma: no cover - parse_metrics rejects these
             raise VidiffError(f"unknown metric {name!r}")
 

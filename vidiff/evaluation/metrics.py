@@ -1,4 +1,4 @@
-"""Video metrics: PSNR, SSIM, Frechet distance, flicker and optical-flow warping error.
+"""Video metrics: PSNR, SSIM, Frechet distance, flicker, optical-flow warping error and colour drift.
 
 Inputs and value ranges (every function here accepts both):
 - uint8 videos in the file layout `(N, F, H, W, 3)` (or one video `(F, H, W, 3)`), values 0..255;
@@ -184,6 +184,34 @@ def flicker(videos) -> np.ndarray:
         raise VidiffError("flicker needs videos with at least 2 frames")
     means = v.mean(axis=(2, 3))  # (N, F, C)
     return np.abs(np.diff(means, axis=1)).mean(axis=(1, 2))
+
+
+def colour_drift(videos, palette=None, threshold: float = 0.5) -> np.ndarray:
+    """How much the colours of a clip's objects change along it, for data drawn from a known palette (the
+    `shapes` colours by default). Pixels whose brightest channel exceeds `threshold` ([0, 1] units) are objects;
+    each is labelled with the nearest palette colour; per frame, the total-variation distance between that
+    frame's histogram of labels and the clip's mean histogram (over frames with object pixels) is averaged.
+    0: every frame shows the same colours in the same proportions; an object turning from red to green
+    halfway through a clip scores 0.5. Videos without object pixels score 0. Returns (N,).
+    """
+    if palette is None:
+        from vidiff.data.shapes import COLORS
+
+        palette = list(COLORS.values())
+    pal = np.asarray(palette, dtype=np.float64)  # (K, 3)
+    v = as_videos(videos)  # (N, F, H, W, 3)
+    if v.shape[-1] != pal.shape[1]:
+        raise VidiffError(f"colour_drift needs {pal.shape[1]}-channel videos, got {v.shape[-1]} channels")
+    obj = v.max(-1) > threshold  # (N, F, H, W)
+    label = ((v[..., None, :] - pal) ** 2).sum(-1).argmin(-1)  # (N, F, H, W) nearest palette colour
+    hist = np.stack([(obj & (label == k)).sum((2, 3)) for k in range(len(pal))], -1).astype(np.float64)
+    total = hist.sum(-1, keepdims=True)  # (N, F, 1)
+    hist = hist / np.maximum(total, 1)
+    present = total[..., 0] > 0  # (N, F)
+    n = np.maximum(present.sum(1), 1)  # (N,)
+    mean = (hist * present[..., None]).sum(1, keepdims=True) / n[:, None, None]
+    tv = 0.5 * np.abs(hist - mean).sum(-1)  # (N, F)
+    return (tv * present).sum(1) / n
 
 
 def _gray_upscaled(frame: np.ndarray) -> np.ndarray:

@@ -37,6 +37,7 @@ METRIC_INFO = {  # name -> (title, what it measures)
     "fvd": ("FVD (I3D)", "Frechet Video Distance with I3D Kinetics-400 features"),
     "flicker": ("Flicker", "frame-to-frame change of each frame's mean colour"),
     "warp": ("Warping error", "squared error after warping each frame onto the next with optical flow"),
+    "colour_drift": ("Colour drift", "how much the colours of a clip's objects change along it (shapes palette)"),
 }
 
 CSS = """
