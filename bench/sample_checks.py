@@ -1,13 +1,14 @@
-"""Two quick checks of a run's samples, used in docs/benchmarks.md ("The 11-minute demo: what was tried").
+"""Quick checks of a run's samples, used in docs/benchmarks.md ("The 11-minute demo: what was tried").
 
-    python bench/sample_checks.py RUN [--threads 2]
+    python bench/sample_checks.py RUN [--threads 2] [--no-memorisation]
 
 - persistence: per video, the fewest object pixels (max channel > 0.5 on [0, 1]) in a frame over the most,
-  averaged over 32 samples (DDIM 25 steps, seed 0, unless --steps/--sampler/--eta); objects that vanish mid-clip pull it down. Printed with
-  the same score for 64 held-out real clips. Also the std over frames of the mean object colour.
-- colour drift: object pixels labelled with the nearest colour of the dataset's palette; per frame, the
-  total-variation distance between that frame's colour histogram and the clip's mean histogram, averaged
-  (0: every frame shows the same colours in the same proportions; an object changing hue pushes it up).
+  averaged over 32 samples (DDIM 25 steps, seed 0, unless --steps/--sampler/--eta); objects that vanish
+  mid-clip pull it down. Printed with the same score for 64 held-out real clips. Also the std over frames
+  of the mean object colour.
+- colour drift (`vidiff.evaluation.metrics.colour_drift`): object pixels labelled with the nearest colour of
+  the dataset's palette; per frame, the total-variation distance between that frame's colour histogram and
+  the clip's mean histogram, averaged (0: every frame shows the same colours in the same proportions).
 - memorisation: for 16 samples, the MSE to the nearest training clip (first 2000 clips of the train split),
   against the same for 16 held-out real clips.
 """
@@ -55,7 +56,8 @@ def main() -> None:
 
     pipe = VideoPipeline.from_pretrained(args.run)
     cfg = pipe.config
-    v = pipe(num_videos=32, num_inference_steps=args.steps, sampler=args.sampler, eta=args.eta, generator=torch.Generator().manual_seed(0), progress=False).videos
+    v = pipe(num_videos=32, num_inference_steps=args.steps, sampler=args.sampler, eta=args.eta,
+             generator=torch.Generator().manual_seed(0), progress=False).videos
     ev = build_dataset(cfg.data, "eval")
     real = torch.stack([ev[i]["video"] for i in range(min(64, len(ev)))])
     (ps, cs), (pr, cr) = persistence(v), persistence(real)

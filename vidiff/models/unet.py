@@ -34,8 +34,8 @@ class _Level(nn.Module):
         super().__init__()
         self.blocks = nn.ModuleList()
         for cin in channels_in:
-            self.blocks.append(nn.ModuleList([ResBlock(cin, cout, emb_dim, cfg.temporal_conv, cfg.dropout, cfg.temporal_init),
-                                              *_attention(cout, cfg, level)]))
+            block = ResBlock(cin, cout, emb_dim, cfg.temporal_conv, cfg.dropout, cfg.temporal_init)
+            self.blocks.append(nn.ModuleList([block, *_attention(cout, cfg, level)]))
 
 
 def _apply(layers: nn.ModuleList, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
