@@ -137,6 +137,23 @@ def _mean_std(values: np.ndarray) -> dict:
     return {"mean": float(np.mean(values)), "std": float(np.std(values))}
 
 
+def _per_video_metrics() -> dict:
+    """name -> (function of videos returning one score per video, protocol written to metrics.json)."""
+    from vidiff.evaluation import metrics as M
+
+    return {
+        "flicker": (M.flicker, {"definition": "mean over frame pairs and channels of |change of the frame's mean "
+                                              "colour|, [0, 1] units"}),
+        "warp": (M.warping_error, {"definition": "Lai et al. 2018 warping error: squared RGB error of frame t warped "
+                                                 "onto t+1, non-occluded pixels, [0, 1] units",
+                                   "flow": {"method": "OpenCV Farneback", **M.FARNEBACK, "upscale": M.FLOW_UPSCALE}}),
+        "colour_drift": (M.colour_drift, {"definition": "object pixels (brightest channel > 0.5) labelled with the "
+                                                        "nearest shapes palette colour; mean over frames of the "
+                                                        "total-variation distance between the frame's label "
+                                                        "histogram and the clip's mean histogram"}),
+    }
+
+
 def evaluate_run(run: str | Path, num: int = 256, metrics: Optional[Sequence[str]] = None, i3d: Optional[str] = None,
                  steps: int = 50, sampler: str = "ddim", eta: float = 0.0, seed: int = 0, device: str = "auto",
                  batch_size: int = 16, samples: Optional[str | Path] = None, out_dir: Optional[str | Path] = None,
@@ -217,30 +234,14 @@ def evaluate_run(run: str | Path, num: int = 256, metrics: Optional[Sequence[str
             results[name] = {"value": entry.pop("value"), "baseline": floor["value"],
                              "baseline_is": "real vs real: a second set of N held-out clips against the reference set",
                              "lower_is_better": True, "protocol": entry}
-        elif name in ("flicker", "warp"):
-            fn = M.flicker if name == "flicker" else M.warping_error
+        elif name in (per_video := _per_video_metrics()):
+            fn, protocol = per_video[name]
             gen, ref = fn(fake), fn(real)
             results[name] = {"value": float(gen.mean()), "baseline": float(ref.mean()),
                              "baseline_is": "the same score on N held-out real clips",
                              "lower_is_better": True,
                              "per_video": {"generated": _mean_std(gen), "real": _mean_std(ref)},
-                             "protocol": ({"definition": "mean over frame pairs and channels of |change of the "
-                                                         "frame's mean colour|, [0, 1] units"}
-                                          if name == "flicker" else
-                                          {"definition": "Lai et al. 2018 warping error: squared RGB error of frame "
-                                                         "t warped onto t+1, non-occluded pixels, [0, 1] units",
-                                           "flow": {"method": "OpenCV Farneback", **M.FARNEBACK,
-                                                    "upscale": M.FLOW_UPSCALE}})}
-        elif name == "colour_drift":
-            gen, ref = M.colour_drift(fake), M.colour_drift(real)
-            results[name] = {"value": float(gen.mean()), "baseline": float(ref.mean()),
-                             "baseline_is": "the same score on N held-out real clips",
-                             "lower_is_better": True,
-                             "per_video": {"generated": _mean_std(gen), "real": _mean_std(ref)},
-                             "protocol": {"definition": "object pixels (brightest channel > 0.5) labelled with the "
-                                                        "nearest shapes palette colour; mean over frames of the "
-                                                        "total-variation distance between the frame's label "
-                                                        "histogram and the clip's mean histogram"}}
+                             "protocol": protocol}
         else:  # pragma: no cover - parse_metrics rejects these
             raise VidiffError(f"unknown metric {name!r}")
 

@@ -203,7 +203,8 @@ def colour_drift(videos, palette=None, threshold: float = 0.5) -> np.ndarray:
     if v.shape[-1] != pal.shape[1]:
         raise VidiffError(f"colour_drift needs {pal.shape[1]}-channel videos, got {v.shape[-1]} channels")
     obj = v.max(-1) > threshold  # (N, F, H, W)
-    label = ((v[..., None, :] - pal) ** 2).sum(-1).argmin(-1)  # (N, F, H, W) nearest palette colour
+    # nearest palette colour: argmin_k |p_k|^2 - 2 v.p_k (no (N, F, H, W, K, 3) difference tensor)
+    label = ((pal**2).sum(-1) - 2 * v @ pal.T).argmin(-1)  # (N, F, H, W)
     hist = np.stack([(obj & (label == k)).sum((2, 3)) for k in range(len(pal))], -1).astype(np.float64)
     total = hist.sum(-1, keepdims=True)  # (N, F, 1)
     hist = hist / np.maximum(total, 1)

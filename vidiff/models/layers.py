@@ -51,10 +51,8 @@ class SpaceTimeConv(nn.Module):
             self.spatial = nn.Conv3d(cin, cout, (1, 3, 3), padding=(0, 1, 1))
             self.temporal = nn.Conv3d(cout, cout, (3, 1, 1), padding=(1, 0, 0)) if mode == "factorized" else None
             if self.temporal is not None and identity_init:
-                nn.init.zeros_(self.temporal.weight)
+                nn.init.dirac_(self.temporal.weight)  # centre tap = I, the others 0
                 nn.init.zeros_(self.temporal.bias)
-                with torch.no_grad():
-                    self.temporal.weight[:, :, 1, 0, 0] = torch.eye(cout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, Cin, F, H, W) -> (B, Cout, F, H, W)
         x = self.spatial(x)
