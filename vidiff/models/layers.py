@@ -94,6 +94,17 @@ def rotary(x: torch.Tensor, positions: torch.Tensor, base: float = 10_000.0) -> 
     return torch.cat([rotated, rest], dim=-1)
 
 
+def rotary_axes(x: torch.Tensor, positions: torch.Tensor, base: float = 10_000.0) -> torch.Tensor:
+    """Axial rotary embedding on x (..., L, D) for positions (L, 3) = (frame, row, column) of each token: half
+    of D encodes the frame, a quarter each the row and the column (as in 3D RoPE of video transformers)."""
+    d = x.shape[-1]
+    dr = 2 * (d // 8)  # dims for the row and for the column, even
+    dt = d - 2 * dr
+    parts = x.split([dt, dr, dr], dim=-1)
+    return torch.cat([rotary(part, positions[:, i], base) if part.shape[-1] >= 2 else part
+                      for i, part in enumerate(parts)], dim=-1)
+
+
 class _Attention(nn.Module):
     """Multi-head self-attention over a token axis, computed with scaled_dot_product_attention."""
 
@@ -105,10 +116,11 @@ class _Attention(nn.Module):
         self.proj = zero_module(nn.Linear(channels, channels))
 
     def attend(self, tokens: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
-        # tokens (N, L, C) -> (N, L, C)
+        # tokens (N, L, C), positions (L,) or (L, 3) -> (N, L, C)
         q, k, v = rearrange(self.qkv(tokens), "n l (three h d) -> three n h l d", three=3, h=self.heads)
         if positions is not None:
-            q, k = rotary(q, positions), rotary(k, positions)
+            rope = rotary if positions.dim() == 1 else rotary_axes
+            q, k = rope(q, positions), rope(k, positions)
         out = F.scaled_dot_product_attention(q, k, v)  # (N, heads, L, d)
         return self.proj(rearrange(out, "n h l d -> n l (h d)"))
 
@@ -136,14 +148,14 @@ class TemporalAttention(_Attention):
 
 
 class SpaceTimeAttention(_Attention):
-    """Full self-attention among all F*H*W positions of a clip (rotary frame positions): a token can follow
-    an object to another place in another frame in one hop, which factorized attention needs two for.
-    Quadratic in F*H*W: meant for the low resolutions of the U-Net."""
+    """Full self-attention among all F*H*W positions of a clip, with axial rotary positions (frame, row,
+    column): a token can follow an object to a nearby place in another frame in one hop, which factorized
+    attention needs two for. Quadratic in F*H*W: meant for the low resolutions of the U-Net."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, F, H, W) -> same
         B, C, Fr, H, W = x.shape
         tokens = rearrange(self.norm(x), "b c f h w -> b (f h w) c")
-        positions = torch.arange(Fr, device=x.device).repeat_interleave(H * W)  # the frame of every token
+        positions = torch.cartesian_prod(*(torch.arange(n, device=x.device) for n in (Fr, H, W)))  # (F*H*W, 3)
         out = rearrange(self.attend(tokens, positions), "b (f h w) c -> b c f h w", f=Fr, h=H)
         return x + out
 
