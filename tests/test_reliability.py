@@ -20,6 +20,7 @@ from vidiff.training.checkpoint import checkpoint_dirs, latest_good_checkpoint, 
 STEPS = 12
 TINY = ["data.num_frames=4", "data.size=16", "data.max_objects=1", "data.length=64", "model.channels=8",
         "model.channel_mults=[1,2]", "model.spatial_attention_levels=[1]", "model.temporal_attention_levels=[1]",
+        "model.spacetime_attention_levels=[]",  # the factorized pair of the older presets
         "model.head_dim=8", "model.patch_size=1", "model.dropout=0.1", "diffusion.timesteps=100",
         f"train.steps={STEPS}", "train.batch_size=2", "train.warmup_steps=2", "train.checkpoint_every=1",
         "train.keep_checkpoints=2", "train.log_every=1", "train.preview_steps=2", "train.time_budget_minutes=null"]

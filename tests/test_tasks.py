@@ -12,6 +12,7 @@ from vidiff.errors import ConfigError, VidiffError
 
 TINY = ["data.num_frames=6", "data.size=16", "data.max_objects=1", "model.channels=8", "model.channel_mults=[1,2]",
         "model.spatial_attention_levels=[1]", "model.temporal_attention_levels=[1]", "model.head_dim=8",
+        "model.spacetime_attention_levels=[]",  # the factorized pair of the older presets
         "model.patch_size=1", "diffusion.timesteps=50", "train.steps=3", "train.batch_size=2",
         "train.warmup_steps=1", "train.preview_steps=2", "train.time_budget_minutes=null",
         # v objective: a 3-step v network's x0 estimate at low noise is close to its input (x0 = a x_t - s v), which
