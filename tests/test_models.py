@@ -112,7 +112,6 @@ def test_axial_rotary_scores_depend_on_relative_position_in_every_axis():
                 temporal_attention_levels=(0,), head_dim=8),
     ModelConfig(channels=8, channel_mults=(1,), spatial_attention_levels=(0,), temporal_attention_levels=(0,), head_dim=8,
                 cond_channels=4),
-    ModelConfig(channels=8, channel_mults=(1, 2), patch_size=2, head_dim=8, global_context=True),
 ])
 def test_unet_output_matches_input_shape(cfg):
     net = VideoUNet(cfg)
@@ -126,28 +125,6 @@ def test_unet_output_matches_input_shape(cfg):
     torch.nn.init.normal_(net.conv_out.spatial.weight, std=0.1)
     net(x, torch.tensor([3.0, 700.0]), cond).pow(2).mean().backward()
     assert net.conv_in.spatial.weight.grad.abs().sum() > 0
-
-
-def test_global_context_reaches_every_frame_from_any_frame():
-    # The pooled clip summary is a direct route from the last frame to the first: silencing it (its output
-    # layer back at zero) cuts the last frame's influence on the first frame's output.
-    torch.manual_seed(0)
-    net = VideoUNet(ModelConfig(channels=8, channel_mults=(1, 2), spatial_attention_levels=(),
-                                temporal_attention_levels=(), temporal_conv="none", head_dim=8, global_context=True))
-    for p in net.parameters():  # zero-initialised output layers would hide every route
-        torch.nn.init.normal_(p, std=0.3)
-    x = torch.randn(1, 3, 8, 8, 8)
-
-    def influence():
-        xg = x.clone().requires_grad_(True)
-        net(xg, torch.tensor([500.0]))[:, :, 0].pow(2).sum().backward()
-        g = xg.grad.square().sum((0, 1, 3, 4)).sqrt()
-        return (g[-1] / g[0]).item()
-
-    with_context = influence()
-    torch.nn.init.zeros_(net.context_mlp[-1].weight)
-    torch.nn.init.zeros_(net.context_mlp[-1].bias)
-    assert with_context > 2 * influence()
 
 
 def test_unet_runs_on_other_clip_lengths_and_64px():
@@ -187,11 +164,11 @@ def test_every_weight_learns(temporal_conv, temporal_init):
     torch.manual_seed(0)
     cfg = ModelConfig(channels=8, channel_mults=(1, 2, 2), spatial_attention_levels=(1,),
                       temporal_attention_levels=(0, 1), spacetime_attention_levels=(2,), head_dim=8,
-                      temporal_conv=temporal_conv, temporal_init=temporal_init, cond_channels=4, global_context=True)
+                      temporal_conv=temporal_conv, temporal_init=temporal_init, cond_channels=4)
     net = VideoUNet(cfg)
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     x, cond, t = torch.randn(2, 3, 4, 8, 8), torch.randn(2, 4, 4, 8, 8), torch.tensor([5.0, 500.0])
-    for _ in range(4):  # the context MLP sits behind two zero-initialised layers: its first moves at step 4
+    for _ in range(3):
         opt.zero_grad()
         (net(x, t, cond) - x).pow(2).mean().backward()
         opt.step()

@@ -53,9 +53,6 @@ class ModelConfig:
     head_dim: int = 32  # channels per attention head
     temporal_conv: str = "factorized"  # "factorized" (2+1)D, "full" 3x3x3, or "none" (attention only)
     temporal_init: str = "random"  # "identity": factorized temporal convs start as the identity (Make-A-Video)
-    # Global clip context: the bottleneck's features averaged over all frames and positions, through an MLP, are
-    # added to the timestep embedding of the decoder's blocks, so every frame sees what the whole clip holds.
-    global_context: bool = False
     patch_size: int = 1  # fold p x p pixels into channels at the input (space-to-depth) and unfold at the output
     in_channels: int = 3  # video channels (RGB)
     cond_channels: int = 0  # extra input channels concatenated to x_t (e.g. known frames + mask)

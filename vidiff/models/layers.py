@@ -100,9 +100,8 @@ def rotary_axes(x: torch.Tensor, positions: torch.Tensor, base: float = 10_000.0
     d = x.shape[-1]
     dr = 2 * (d // 8)  # dims for the row and for the column, even
     dt = d - 2 * dr
-    parts = x.split([dt, dr, dr], dim=-1)
-    return torch.cat([rotary(part, positions[:, i], base) if part.shape[-1] >= 2 else part
-                      for i, part in enumerate(parts)], dim=-1)
+    parts = x.split([dt, dr, dr], dim=-1)  # (dr = 0 below 8 dims: frames only)
+    return torch.cat([rotary(part, positions[:, i], base) for i, part in enumerate(parts)], dim=-1)
 
 
 class _Attention(nn.Module):

@@ -77,9 +77,6 @@ class VideoUNet(nn.Module):
             self.mid_temporal = TemporalAttention(cur, cfg.head_dim)
             self.mid_attention = [self.mid_spatial, self.mid_temporal]
         self.mid2 = ResBlock(cur, cur, emb_dim, cfg.temporal_conv, cfg.dropout, cfg.temporal_init)
-        if cfg.global_context:  # clip summary -> embedding of mid2 and the decoder (starts as a no-op)
-            self.context_mlp = nn.Sequential(nn.Linear(cur, emb_dim), nn.SiLU(),
-                                             zero_module(nn.Linear(emb_dim, emb_dim)))
 
         # Decoder: nb + 1 blocks per level, each eating one skip connection.
         self.up = nn.ModuleList()
@@ -127,8 +124,6 @@ class VideoUNet(nn.Module):
         h = self.mid1(h, emb)
         for attn in self.mid_attention:
             h = attn(h)
-        if self.config.global_context:
-            emb = emb + self.context_mlp(h.mean((2, 3, 4)))  # (B, E): pooled over frames and positions
         h = self.mid2(h, emb)
 
         for i, level in enumerate(self.up):
