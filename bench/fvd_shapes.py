@@ -4,7 +4,7 @@
     python bench/fvd_shapes.py                 # only the real-vs-real rows
 
 Each RUN argument is a run folder, optionally labelled as LABEL=FOLDER. For each run: N videos are sampled
-(DDIM, --steps, seed --seed) and compared with N held-out real clips of the run's data by `vidiff eval`'s code
+(--sampler, --steps, seed --seed) and compared with N held-out real clips of the run's data by `vidiff eval`'s code
 (metrics fvd_shapes, flicker, warp); results and samples go to --work/LABEL (the run folders are not written
 to). The real-vs-real rows give the floor: FVD-shapes between disjoint sets of N held-out clips of the demo
 preset's data, for --pairs pairs. The table, with this command line, replaces the section between
@@ -31,7 +31,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("runs", nargs="*", metavar="[LABEL=]RUN", help="run folders to evaluate")
     p.add_argument("--num", type=int, default=256, help="videos per set, N (default: 256)")
-    p.add_argument("--steps", type=int, default=50, help="DDIM steps (default: 50)")
+    p.add_argument("--steps", type=int, default=100, help="sampling steps (default: 100)")
+    p.add_argument("--sampler", choices=["ddim", "ddpm"], default="ddpm", help="default: ddpm, as `vidiff sample`")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--pairs", type=int, default=3, help="disjoint real-vs-real pairs for the floor (default: 3)")
     p.add_argument("--device", default="auto")
@@ -58,7 +59,7 @@ def main(argv=None) -> int:
         label, _, folder = spec.rpartition("=") if "=" in spec else (Path(spec).name, "", spec)
         t0 = time.perf_counter()
         report = evaluate_run(folder, num=args.num, metrics=["fvd_shapes", "flicker", "warp"], steps=args.steps,
-                              seed=args.seed, device=args.device, out_dir=Path(args.work) / label,
+                              sampler=args.sampler, seed=args.seed, device=args.device, out_dir=Path(args.work) / label,
                               progress=not args.quiet)
         m = report["metrics"]
         rows.append(f"| {label} (`{folder}`, step {report['model_step']}) | {m['fvd_shapes']['value']:.3f} | "
@@ -88,8 +89,8 @@ def main(argv=None) -> int:
         f"torch threads: {torch.get_num_threads()}; load average at the end "
         f"{', '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores)",
         "",
-        f"N = {n} videos per set; generated videos: DDIM, {args.steps} steps, eta 0, seed {args.seed}; real clips: "
-        f"held-out (eval split) clips 0..N-1 of each run's data. FVD-shapes = Frechet distance of the "
+        f"N = {n} videos per set; generated videos: {args.sampler.upper()}, {args.steps} steps, seed {args.seed}; "
+        f"real clips: held-out (eval split) clips 0..N-1 of each run's data. FVD-shapes = Frechet distance of the "
         f"{model.cfg.feature_dim}-d per-colour embeddings of the shipped shapes classifier (weights sha256 "
         f"`{info['weights_sha256'][:16]}…`, held-out accuracy: colours {acc.get('colors', float('nan')):.3f}, "
         f"shape {acc.get('shape', float('nan')):.3f}, direction {acc.get('direction', float('nan')):.3f}). Lower is "

@@ -3,7 +3,7 @@
     python bench/sample_checks.py RUN [--threads 2] [--no-memorisation]
 
 - persistence: per video, the fewest object pixels (max channel > 0.5 on [0, 1]) in a frame over the most,
-  averaged over 32 samples (DDIM 25 steps, seed 0, unless --steps/--sampler/--eta); objects that vanish
+  averaged over 32 samples (DDIM 25 steps, seed 0, unless --num/--steps/--sampler/--eta); objects that vanish
   mid-clip pull it down. Printed with the same score for 64 held-out real clips. Also the std over frames
   of the mean object colour.
 - colour drift (`vidiff.evaluation.metrics.colour_drift`): object pixels labelled with the nearest colour of
@@ -48,6 +48,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm"])
     p.add_argument("--eta", type=float, default=0.0)
+    p.add_argument("--num", type=int, default=32, help="samples to draw (the scores are noisy below ~100)")
     p.add_argument("--no-memorisation", action="store_true", help="skip the nearest-training-clip check")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -56,7 +57,7 @@ def main() -> None:
 
     pipe = VideoPipeline.from_pretrained(args.run)
     cfg = pipe.config
-    v = pipe(num_videos=32, num_inference_steps=args.steps, sampler=args.sampler, eta=args.eta,
+    v = pipe(num_videos=args.num, num_inference_steps=args.steps, sampler=args.sampler, eta=args.eta,
              generator=torch.Generator().manual_seed(0), progress=False).videos
     ev = build_dataset(cfg.data, "eval")
     real = torch.stack([ev[i]["video"] for i in range(min(64, len(ev)))])

@@ -33,15 +33,20 @@ F, S = 16, 32
 
 # name -> (description, model overrides for vidiff). The demo config is read from the shipped preset.
 VIDIFF_MODELS = {
-    "vidiff-demo": ("vidiff demo config (patch 4, 32 ch, mults 1-2-4, space-time attention at levels 0-1)", []),
-    "vidiff-demo-factorized": ("the demo config with factorized temporal attention at every level (the previous demo)",
-                               ["model.spacetime_attention_levels=[]", "model.temporal_attention_levels=[0,1,2]"]),
+    "vidiff-demo": ("vidiff demo config (patch 4, 32 ch, mults 1-2-4, space-time attention at levels 0-1, "
+                    "self-conditioning)", []),
+    "vidiff-demo-no-selfcond": ("the demo config without self-conditioning (the previous demo)",
+                                ["model.self_condition=false"]),
+    "vidiff-demo-factorized": ("the demo config with factorized temporal attention at every level, no "
+                               "self-conditioning (the demo of round two)",
+                               ["model.spacetime_attention_levels=[]", "model.temporal_attention_levels=[0,1,2]",
+                                "model.self_condition=false"]),
     "vidiff-3.2M": ("vidiff demo family, 36 ch (more parameters than the baseline)",
                     ["model.channels=36", "model.head_dim=18"]),
     "vidiff-small-p1": ("vidiff `small` preset, no patching (32 ch, mults 1-2-4)",
                         ["model.patch_size=1", "model.channels=32", "model.channel_mults=[1,2,4]",
                          "model.spatial_attention_levels=[2]", "model.temporal_attention_levels=[1,2]",
-                         "model.spacetime_attention_levels=[]", "model.head_dim=32"]),
+                         "model.spacetime_attention_levels=[]", "model.head_dim=32", "model.self_condition=false"]),
 }
 
 
@@ -54,8 +59,8 @@ def median(xs):
     return xs[len(xs) // 2]
 
 
-def time_steps(step, steps: int) -> tuple[int, float]:
-    """FLOPs of one training step (counted on a warm-up step), then the median time of `steps` more.
+def time_steps(step, steps: int, mean: bool = False) -> tuple[int, float]:
+    """FLOPs of one training step (counted on a warm-up step), then the median (or mean) time of `steps` more.
 
     The warm-up step runs attention through the math backend of scaled_dot_product_attention: the flop counter
     does not see the fused CPU kernel (it counts 0 for it), but counts the math path's matmuls (same FLOPs)."""
@@ -69,7 +74,9 @@ def time_steps(step, steps: int) -> tuple[int, float]:
         t0 = time.perf_counter()
         step()
         times.append(time.perf_counter() - t0)
-    return fc.get_total_flops(), median(times)
+    if not times:
+        return fc.get_total_flops(), float("nan")
+    return fc.get_total_flops(), sum(times) / len(times) if mean else median(times)
 
 
 def child_vidiff(name: str, batch: int, steps: int, sample_steps: int) -> dict:
@@ -88,19 +95,24 @@ def child_vidiff(name: str, batch: int, steps: int, sample_steps: int) -> dict:
     ds = BouncingShapes(num_frames=F, size=S)
     x0 = torch.stack([ds[i]["video"] for i in range(batch)])
 
-    def step():
+    def step(p_self: float = 0.5):
         t = torch.randint(0, 1000, (batch,))
-        loss = den.loss(x0, t, torch.randn_like(x0)).mean()
+        loss = den.loss(x0, t, torch.randn_like(x0), self_condition_prob=p_self).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
 
-    flops, step_s = time_steps(step, steps)
+    if den.self_conditioning:  # half of the steps run an extra forward pass: count both kinds, time their mix
+        f0, _ = time_steps(lambda: step(0.0), 0)
+        f1, _ = time_steps(lambda: step(1.0), 0)
+        flops, step_s = (f0 + f1) / 2, time_steps(step, 2 * steps, mean=True)[1]
+    else:
+        flops, step_s = time_steps(step, steps)
     train_rss = peak_rss_mb()
     den.eval()
     n_videos = 8
     t0 = time.perf_counter()
-    sample(den, (n_videos, 3, F, S, S), den.alphas_cumprod, "ddim", sample_steps,
+    sample(den, (n_videos, 3, F, S, S), den.alphas_cumprod, "ddim", sample_steps,  # DDIM and DDPM cost the same
            generator=torch.Generator().manual_seed(0))
     sample_s = time.perf_counter() - t0
     return {"params": den.net.num_parameters(), "step_s": step_s, "flops": flops,

@@ -194,3 +194,46 @@ def test_exact_denoiser_of_a_finite_dataset_samples_its_clips(sampler):
     out = sample(denoise, (8, 3, 4, 4, 4), ac, sampler=sampler, num_steps=25, generator=torch.Generator().manual_seed(1))
     nearest = torch.cdist(out.flatten(1), data.flatten(1)).min(1).values
     assert nearest.max() < 1e-3
+
+
+class _Recorder(torch.nn.Module):
+    """A self-conditioned 'network' that records the x0 estimate it is given and returns x_t / 2."""
+
+    def __init__(self):
+        super().__init__()
+        self.config = type("Cfg", (), {"self_condition": True})()
+        self.seen = []
+
+    def forward(self, x, c_noise, cond=None, x_self=None):
+        self.seen.append(None if x_self is None else x_self.clone())
+        return x / 2
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
+def test_samplers_feed_the_previous_clipped_estimate_to_a_self_conditioned_model(sampler):
+    den = Denoiser(_Recorder(), objective="x0")
+    assert den.self_conditioning
+    outs = []
+    sample(den, (2, 3, 4, 4, 4), den.alphas_cumprod, sampler, num_steps=4, generator=torch.Generator().manual_seed(0),
+           callback=lambda s: outs.append(s["x0"]))
+    seen = den.net.seen
+    assert len(seen) == 4 and seen[0] is None
+    for given, previous in zip(seen[1:], outs[:-1]):
+        assert torch.equal(given, previous) and given.abs().max() <= 1
+
+
+def test_self_conditioned_training_feeds_back_a_detached_estimate_half_of_the_time():
+    den = Denoiser(_Recorder(), objective="x0")
+    x0 = torch.rand(2, 3, 4, 4, 4) * 2 - 1
+    t = torch.tensor([10, 900])
+    torch.manual_seed(0)
+    twice = 0
+    for _ in range(200):
+        den.net.seen.clear()
+        den.loss(x0, t, torch.randn_like(x0))
+        assert den.net.seen[0] is None and len(den.net.seen) in (1, 2)
+        if len(den.net.seen) == 2:
+            twice += 1
+            est = den.net.seen[1]
+            assert not est.requires_grad and est.abs().max() <= 1
+    assert 70 < twice < 130

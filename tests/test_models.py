@@ -112,6 +112,7 @@ def test_axial_rotary_scores_depend_on_relative_position_in_every_axis():
                 temporal_attention_levels=(0,), head_dim=8),
     ModelConfig(channels=8, channel_mults=(1,), spatial_attention_levels=(0,), temporal_attention_levels=(0,), head_dim=8,
                 cond_channels=4),
+    ModelConfig(channels=8, channel_mults=(1, 2), patch_size=2, head_dim=8, self_condition=True, cond_channels=4),
 ])
 def test_unet_output_matches_input_shape(cfg):
     net = VideoUNet(cfg)
@@ -125,6 +126,16 @@ def test_unet_output_matches_input_shape(cfg):
     torch.nn.init.normal_(net.conv_out.spatial.weight, std=0.1)
     net(x, torch.tensor([3.0, 700.0]), cond).pow(2).mean().backward()
     assert net.conv_in.spatial.weight.grad.abs().sum() > 0
+
+
+def test_self_conditioning_input_is_seen_and_defaults_to_zeros():
+    torch.manual_seed(0)
+    net = VideoUNet(ModelConfig(channels=8, channel_mults=(1, 2), head_dim=8, self_condition=True))
+    torch.nn.init.normal_(net.conv_out.spatial.weight, std=0.1)
+    x, t = torch.randn(1, 3, 4, 8, 8), torch.tensor([100.0])
+    zeros = net(x, t, None, torch.zeros_like(x))
+    assert torch.equal(net(x, t), zeros)  # no estimate = an all-zero one (the first sampling step)
+    assert not torch.allclose(net(x, t, None, torch.randn_like(x)), zeros, atol=1e-4)
 
 
 def test_unet_runs_on_other_clip_lengths_and_64px():

@@ -69,7 +69,9 @@ def test_train_writes_a_run_folder(tiny_config, tmp_path):
         train(tiny_config, run, progress=False)
 
 
-def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny_config, tmp_path):
+@pytest.mark.parametrize("self_condition", [False, True])  # self-conditioning draws its coin from the step's RNG
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny_config, tmp_path, self_condition):
+    tiny_config.model.self_condition = self_condition
     train(tiny_config, tmp_path / "full", progress=False)
     train(tiny_config, tmp_path / "split", progress=False, max_steps=3)  # "killed" after step 3
     assert checkpoint_dirs(tmp_path / "split")[-1].name == "step_00000003"

@@ -142,7 +142,7 @@ def cmd_demo(args) -> int:
     if summary.get("interrupted_by"):
         return 130 if summary["interrupted_by"] == "SIGINT" else 143
     print(f"training time: {(time.perf_counter() - t0) / 60:.1f} min ({summary['step']} steps)")
-    _sample_to(str(out), out / "samples", args.num, args.steps, "ddim", 0.0, args.seed, 8, "auto", args.quiet)
+    _sample_to(str(out), out / "samples", args.num, args.steps, args.sampler, 0.0, args.seed, 8, "auto", args.quiet)
     print(f"look at {out / 'samples' / 'grid.gif'} (all videos) or the per-video mp4/gif files there")
     return 0
 
@@ -222,6 +222,10 @@ def cmd_report(args) -> int:
     return 0
 
 
+SAMPLER_HELP = ("ddpm (ancestral, fresh noise each step: objects keep their colour; the default) or ddim "
+                "(deterministic; more colour drift on the shapes models: docs/benchmarks.md)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="vidiff",
@@ -234,10 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "time budget, then sample videos into OUT/samples.")
     d.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
     d.add_argument("--minutes", type=float, default=None,
-                   help="training time budget in minutes (default: the preset's, 10.75: with installing and sampling, "
+                   help="training time budget in minutes (default: the preset's, 10.5: with installing and sampling, "
                         "a fresh `make demo` stays under 12 minutes on 2 CPU cores)")
     d.add_argument("--num", type=int, default=8, help="videos to sample afterwards (default: 8)")
-    d.add_argument("--steps", type=int, default=50, help="DDIM steps (default: 50)")
+    d.add_argument("--steps", type=int, default=100, help="sampling steps (default: 100)")
+    d.add_argument("--sampler", choices=["ddim", "ddpm"], default="ddpm", help=SAMPLER_HELP)
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--fresh", action="store_true", help="start over even if OUT holds an earlier demo run")
     d.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -305,8 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(uint8, N x F x H x W x 3).")
     s.add_argument("run", nargs="?", default="shapes32", help="run folder or shipped model (default: shapes32)")
     s.add_argument("--num", type=int, default=8, help="number of videos (default: 8)")
-    s.add_argument("--steps", type=int, default=50, help="sampling steps (default: 50)")
-    s.add_argument("--sampler", choices=["ddim", "ddpm"], default="ddim")
+    s.add_argument("--steps", type=int, default=100, help="sampling steps (default: 100)")
+    s.add_argument("--sampler", choices=["ddim", "ddpm"], default="ddpm", help=SAMPLER_HELP)
     s.add_argument("--eta", type=float, default=0.0, help="DDIM eta: 0 deterministic, 1 DDPM-like (default: 0)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--fps", type=float, default=8.0)
@@ -369,8 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--i3d", metavar="PATH", help="I3D Kinetics-400 TorchScript file, needed for --metrics fvd")
     e.add_argument("--samples", metavar="PATH", help="use the first N videos of this samples.npy (or DIR/samples.npy) "
                                                      "instead of sampling")
-    e.add_argument("--steps", type=int, default=50, help="sampling steps (default: 50)")
-    e.add_argument("--sampler", choices=["ddim", "ddpm"], default="ddim")
+    e.add_argument("--steps", type=int, default=100, help="sampling steps (default: 100)")
+    e.add_argument("--sampler", choices=["ddim", "ddpm"], default="ddpm", help=SAMPLER_HELP)
     e.add_argument("--eta", type=float, default=0.0, help="DDIM eta (default: 0)")
     e.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     e.add_argument("--batch-size", type=int, default=16, help="videos sampled at once (default: 16)")

@@ -56,6 +56,9 @@ class ModelConfig:
     patch_size: int = 1  # fold p x p pixels into channels at the input (space-to-depth) and unfold at the output
     in_channels: int = 3  # video channels (RGB)
     cond_channels: int = 0  # extra input channels concatenated to x_t (e.g. known frames + mask)
+    # Self-conditioning (Chen et al. 2022, "Analog Bits"): the network also sees its previous estimate of x0
+    # (in_channels more inputs; zeros on the first sampling step and in half of the training steps).
+    self_condition: bool = False
     dropout: float = 0.0
     emb_mult: int = 4  # timestep-embedding width = channels * emb_mult
 

@@ -72,7 +72,7 @@ class VideoPipeline:
         return cls(denoiser, cfg, resolve_device(device), run)
 
     @torch.no_grad()
-    def __call__(self, num_videos: int = 1, num_inference_steps: int = 50, sampler: str = "ddim", eta: float = 0.0,
+    def __call__(self, num_videos: int = 1, num_inference_steps: int = 100, sampler: str = "ddpm", eta: float = 0.0,
                  generator: Optional[torch.Generator] = None, batch_size: int = 16,
                  progress: bool = True) -> VideoPipelineOutput:
         if sampler not in SAMPLERS:

@@ -1,5 +1,6 @@
 """Conditioning on known pixels at sampling time. Each function wraps a denoise function
-`denoise(x_t, t) -> (x0_hat, eps_hat)` into another one, so that any sampler can use it.
+`denoise(x_t, t) -> (x0_hat, eps_hat)` into another one, so that any sampler can use it (a self-conditioned
+model's also takes `x_self=`, the previous x0 estimate, and passes it on).
 
 known: (B, C, F, H, W) in [-1, 1]; mask: (B, 1, F, 1 or H, 1 or W), 1 where `known` is given.
 """
@@ -18,17 +19,18 @@ def masked_model_denoise(denoiser, known: Optional[torch.Tensor] = None, mask: O
     """For a model trained with masks (MCVD): the known frames and the mask go in as extra channels.
     With no `known`, the model is asked for unconditional samples (an all-zero mask)."""
 
-    def denoise(x_t, t):
+    def denoise(x_t, t, x_self=None):
         if known is None:
             k = torch.zeros_like(x_t)
             m = torch.zeros(x_t.shape[0], 1, x_t.shape[2], 1, 1, device=x_t.device)
         else:
             k, m = known.to(x_t.device), mask.to(x_t.device)
-        x0, eps = denoiser(x_t, t, conditioning_channels(k, m))
+        x0, eps = denoiser(x_t, t, conditioning_channels(k, m), x_self=x_self)
         return _keep_known(x0, eps, x_t, t, known, mask, denoiser.alphas_cumprod)
 
     denoise.alphas_cumprod = denoiser.alphas_cumprod  # so that replacement / guidance can wrap it like a Denoiser
     denoise.noise_correlation = denoiser.noise_correlation
+    denoise.self_conditioning = denoiser.self_conditioning
     return denoise
 
 
@@ -48,11 +50,12 @@ def replacement(denoiser, known: torch.Tensor, mask: torch.Tensor, generator: Op
     """The replacement method (Ho et al. 2022, "Video Diffusion Models", sec. 3.1; Song et al. 2021):
     before each model call the known part of x_t is replaced by a fresh sample of q(x_t | x_known)."""
 
-    def denoise(x_t, t):
+    def denoise(x_t, t, x_self=None):
         z = _replace(x_t, t, known, mask, denoiser, generator)
-        x0, eps = denoiser(z, t)
+        x0, eps = _call(denoiser, z, t, x_self)
         return _keep_known(x0, eps, x_t, t, known, mask, denoiser.alphas_cumprod)
 
+    denoise.self_conditioning = getattr(denoiser, "self_conditioning", False)
     return denoise
 
 
@@ -63,10 +66,10 @@ def reconstruction_guidance(denoiser, known: torch.Tensor, mask: torch.Tensor, w
         x~0 = x^0 - (w_r * alpha_t / 2) * grad_{z_t} || x_known - x^0_known(z_t) ||^2,   alpha_t = sqrt(a_t).
     Slower (one backward pass per step) but much more coherent than replacement alone."""
 
-    def denoise(x_t, t):
+    def denoise(x_t, t, x_self=None):
         z = _replace(x_t, t, known, mask, denoiser, generator).detach().requires_grad_(True)
         with torch.enable_grad():
-            x0, _ = denoiser(z, t)
+            x0, _ = _call(denoiser, z, t, x_self)
             m = mask.to(x0.device).expand_as(x0)
             err = ((known.to(x0.device) - x0) ** 2 * m).sum()
             (grad,) = torch.autograd.grad(err, z)
@@ -74,7 +77,13 @@ def reconstruction_guidance(denoiser, known: torch.Tensor, mask: torch.Tensor, w
         x0 = (x0 - weight * a.sqrt() / 2 * grad).detach()
         return _keep_known(x0, None, x_t, t, known, mask, denoiser.alphas_cumprod)
 
+    denoise.self_conditioning = getattr(denoiser, "self_conditioning", False)
     return denoise
+
+
+def _call(denoiser, x_t, t, x_self):
+    """denoiser(x_t, t), passing the previous x0 estimate on to a self-conditioned one."""
+    return denoiser(x_t, t, x_self=x_self) if getattr(denoiser, "self_conditioning", False) else denoiser(x_t, t)
 
 
 def _replace(x_t, t, known, mask, denoiser, generator):

@@ -79,22 +79,39 @@ class Denoiser(nn.Module):
     def alpha_bar(self, t: torch.Tensor) -> torch.Tensor:
         return self.alphas_cumprod.to(t.device)[t].float()
 
+    @property
+    def self_conditioning(self) -> bool:
+        """Whether the network takes its previous x0 estimate (samplers then pass it as `x_self`)."""
+        return bool(getattr(getattr(self.net, "config", None), "self_condition", False))
+
     def predict(self, x_t: torch.Tensor, t: torch.Tensor, cond: Optional[torch.Tensor] = None,
-                net: Optional[Callable] = None) -> torch.Tensor:
+                net: Optional[Callable] = None, x_self: Optional[torch.Tensor] = None) -> torch.Tensor:
         # x_t: (B, C, F, H, W), t: (B,) long -> raw network output (B, C, F, H, W).
         # `net` replaces self.net for this call (a DDP- or torch.compile-wrapped copy of it).
+        if self.self_conditioning:
+            return (net or self.net)(x_t, t.float(), cond, x_self)
         return (net or self.net)(x_t, t.float(), cond)
 
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: Optional[torch.Tensor] = None):
-        pred = self.predict(x_t, t, cond).float()
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: Optional[torch.Tensor] = None,
+                x_self: Optional[torch.Tensor] = None):
+        pred = self.predict(x_t, t, cond, x_self=x_self).float()
         return to_x0_eps(self.objective, pred, x_t.float(), self.alpha_bar(t))
 
     def loss(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, cond: Optional[torch.Tensor] = None,
-             loss_mask: Optional[torch.Tensor] = None, net: Optional[Callable] = None) -> torch.Tensor:
-        """Per-sample weighted MSE, shape (B,). `loss_mask` (broadcastable to x0) marks the elements that count."""
+             loss_mask: Optional[torch.Tensor] = None, net: Optional[Callable] = None,
+             self_condition_prob: float = 0.5) -> torch.Tensor:
+        """Per-sample weighted MSE, shape (B,). `loss_mask` (broadcastable to x0) marks the elements that count.
+        A self-conditioned network gets its own x0 estimate fed back in a fraction `self_condition_prob` of calls."""
         alpha_bar = self.alpha_bar(t)
         x_t = q_sample(x0, alpha_bar, noise)
-        pred = self.predict(x_t, t, cond, net).float()
+        x_self = None
+        if self.self_conditioning and torch.rand(()).item() < self_condition_prob:
+            # Self-conditioning: half of the steps first estimate x0 without gradient and feed it back in,
+            # as the sampler does with the previous step's estimate (clipped like the sampler's).
+            with torch.no_grad():
+                first = self.predict(x_t, t, cond, net).float()
+                x_self = to_x0_eps(self.objective, first, x_t.float(), alpha_bar)[0].clamp(-1, 1)
+        pred = self.predict(x_t, t, cond, net, x_self).float()
         target = training_target(self.objective, x0, noise, alpha_bar)
         err = (pred - target) ** 2
         if loss_mask is None:
@@ -106,4 +123,4 @@ class Denoiser(nn.Module):
         return mse * loss_weight(self.objective, snr, self.min_snr_gamma)
 
 
-DenoiseFn = Callable[[torch.Tensor, torch.Tensor], tuple]  # (x_t, t) -> (x0_hat, eps_hat)
+DenoiseFn = Callable[[torch.Tensor, torch.Tensor], tuple]  # (x_t, t) -> (x0_hat, eps_hat); see `self_conditioning`

@@ -68,6 +68,8 @@ def _run(denoise: DenoiseFn, x: torch.Tensor, alphas_cumprod: torch.Tensor, time
 
     alphas_cumprod = alphas_cumprod.detach().cpu().double()
     B = x.shape[0]
+    self_cond = getattr(denoise, "self_conditioning", False)  # a self-conditioned model takes the previous x0
+    x0 = None
     it = tqdm(range(len(timesteps)), desc="sampling", leave=False, disable=not progress)
     for i in it:
         t = timesteps[i]
@@ -75,7 +77,7 @@ def _run(denoise: DenoiseFn, x: torch.Tensor, alphas_cumprod: torch.Tensor, time
         a_t, a_prev = _alpha(alphas_cumprod, t), _alpha(alphas_cumprod, t_prev)
         tt = torch.full((B,), t, dtype=torch.long, device=x.device)
         with torch.no_grad():
-            x0, eps = denoise(x, tt)
+            x0, eps = denoise(x, tt, x_self=x0) if self_cond else denoise(x, tt)
         if clip_x0:  # keep eps consistent with the clipped x0 (diffusers' use_clipped_model_output)
             x0 = x0.clamp(-1, 1)
             eps = (x - a_t.sqrt().float() * x0) / (1 - a_t).sqrt().float()

@@ -53,7 +53,8 @@ class VideoUNet(nn.Module):
         emb_dim = ch * cfg.emb_mult
         self.time_mlp = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         p2 = cfg.patch_size**2
-        self.conv_in = SpaceTimeConv((cfg.in_channels + cfg.cond_channels) * p2, ch, "none")
+        cin = cfg.in_channels * (2 if cfg.self_condition else 1) + cfg.cond_channels
+        self.conv_in = SpaceTimeConv(cin * p2, ch, "none")
 
         # Encoder: remember the channels of every skip connection for the decoder.
         skips = [ch]
@@ -93,8 +94,12 @@ class VideoUNet(nn.Module):
         self.norm_out = group_norm(cur)
         self.conv_out = zero_module(SpaceTimeConv(cur, cfg.in_channels * p2, "none"))
 
-    def forward(self, x: torch.Tensor, c_noise: torch.Tensor, cond: Optional[torch.Tensor] = None) -> torch.Tensor:
-        # x: (B, C, F, H, W), c_noise: (B,), cond: (B, cond_channels, F, H, W) or None -> (B, C, F, H, W)
+    def forward(self, x: torch.Tensor, c_noise: torch.Tensor, cond: Optional[torch.Tensor] = None,
+                x_self: Optional[torch.Tensor] = None) -> torch.Tensor:
+        # x: (B, C, F, H, W), c_noise: (B,), cond: (B, cond_channels, F, H, W) or None,
+        # x_self: (B, C, F, H, W) previous x0 estimate or None (zeros) -> (B, C, F, H, W)
+        if self.config.self_condition:
+            x = torch.cat([x, torch.zeros_like(x) if x_self is None else x_self.to(x.dtype)], dim=1)
         if self.config.cond_channels:
             if cond is None:
                 raise ValueError(f"this model needs {self.config.cond_channels} conditioning channels")
