@@ -3,9 +3,14 @@
     python bench/sample_checks.py RUN [--threads 2] [--no-memorisation]
 
 - persistence: per video, the fewest object pixels (max channel > 0.5 on [0, 1]) in a frame over the most,
-  averaged over 32 samples (DDIM 25 steps, seed 0, unless --num/--steps/--sampler/--eta); objects that vanish
+  averaged over 32 samples (DDPM 100 steps as `vidiff sample`, seed 0, unless --num/--steps/--sampler/--eta;
+  the tables of docs/benchmarks.md before its "Fourth round" used DDIM 25 steps); objects that vanish
   mid-clip pull it down. Printed with the same score for 64 held-out real clips. Also the std over frames
   of the mean object colour.
+- empty: the fraction of samples with no object pixels at all (real clips always hold 1 to max_objects).
+- speed (`vidiff.evaluation.metrics.object_motion`): the centroid of a clip's object pixels per frame; the mean
+  |c[f+1] - c[f]| in pixels per frame over frames with objects, averaged over the clips that have objects
+  ("frozen blobs" score near 0; each real object moves at 0.5 to 1.5 px/frame).
 - colour drift (`vidiff.evaluation.metrics.colour_drift`): object pixels labelled with the nearest colour of
   the dataset's palette; per frame, the total-variation distance between that frame's colour histogram and
   the clip's mean histogram, averaged (0: every frame shows the same colours in the same proportions).
@@ -35,6 +40,15 @@ def persistence(v: torch.Tensor) -> tuple[float, float]:
     return pers, colour.std(2).mean().item()
 
 
+def motion(v: torch.Tensor) -> tuple[float, float]:
+    """v: (N, C, F, H, W) in [-1, 1] -> (fraction of clips without objects, mean centroid speed in pixels per frame
+    over the clips with objects)."""
+    from vidiff.evaluation.metrics import object_motion
+
+    empty, speed = object_motion(v.clamp(-1, 1))
+    return float(empty.mean()), float(speed[~empty].mean()) if (~empty).any() else float("nan")
+
+
 def colour_drift(v: torch.Tensor) -> float:
     from vidiff.evaluation.metrics import colour_drift as drift
 
@@ -45,10 +59,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--steps", type=int, default=25)
-    p.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm"])
+    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--sampler", default="ddpm", choices=["ddim", "ddpm"])
     p.add_argument("--eta", type=float, default=0.0)
     p.add_argument("--num", type=int, default=32, help="samples to draw (the scores are noisy below ~100)")
+    p.add_argument("--samples", help="score this samples.npy (uint8 (N, F, H, W, 3), as `vidiff sample` writes) "
+                   "instead of drawing new samples; RUN still names the data config")
     p.add_argument("--no-memorisation", action="store_true", help="skip the nearest-training-clip check")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -57,13 +73,21 @@ def main() -> None:
 
     pipe = VideoPipeline.from_pretrained(args.run)
     cfg = pipe.config
-    v = pipe(num_videos=args.num, num_inference_steps=args.steps, sampler=args.sampler, eta=args.eta,
-             generator=torch.Generator().manual_seed(0), progress=False).videos
+    if args.samples:
+        import numpy as np
+
+        u8 = torch.from_numpy(np.load(args.samples))  # (N, F, H, W, 3)
+        v = u8.permute(0, 4, 1, 2, 3).float() / 127.5 - 1  # (N, C, F, H, W)
+    else:
+        v = pipe(num_videos=args.num, num_inference_steps=args.steps, sampler=args.sampler, eta=args.eta,
+                 generator=torch.Generator().manual_seed(0), progress=False).videos
     ev = build_dataset(cfg.data, "eval")
     real = torch.stack([ev[i]["video"] for i in range(min(64, len(ev)))])
     (ps, cs), (pr, cr) = persistence(v), persistence(real)
     print(f"persistence {ps:.3f} (real {pr:.3f}); colour std over frames {cs:.3f} (real {cr:.3f}); "
           f"colour drift {colour_drift(v):.3f} (real {colour_drift(real):.3f})")
+    (es, ss), (er, sr) = motion(v), motion(real)
+    print(f"empty {es:.3f} (real {er:.3f}); centroid speed {ss:.2f} px/frame (real {sr:.2f})")
     if args.no_memorisation:
         return
 

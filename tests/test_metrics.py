@@ -169,3 +169,22 @@ def test_inputs_are_checked():
     rng = np.random.default_rng(6)
     u8 = rng.integers(0, 256, (2, 3, 8, 8, 3), dtype=np.uint8)
     np.testing.assert_allclose(M.as_videos(u8), M.as_videos(_to_float(u8).float()), atol=1e-6)
+
+
+def test_object_motion_measures_speed_and_finds_empty_clips():
+    from vidiff.data import BouncingShapes
+
+    v = np.zeros((3, 8, 16, 16, 3), np.uint8)
+    for t in range(8):
+        v[0, t, 4:7, 2 + t:5 + t, 0] = 255  # a 3x3 square moving 1 px per frame to the right
+        v[1, t, 4:7, 4:7, 1] = 255  # a frozen square
+    v[0, 5] = 0  # one frame without the object: the two pairs around it do not count
+    empty, speed = M.object_motion(v)
+    assert empty.tolist() == [False, False, True]
+    assert speed.tolist() == pytest.approx([1.0, 0.0, 0.0], abs=1e-12)
+    ds = BouncingShapes(num_frames=16, size=32, max_objects=1, seed=3)
+    item = ds[0]
+    centres = item["centers"][:, 0]  # (F, 2) the true trajectory of the one object
+    true_speed = (centres[1:] - centres[:-1]).norm(dim=-1).mean().item()
+    e, s = M.object_motion(item["video"])
+    assert not e[0] and s[0] == pytest.approx(true_speed, abs=0.35)  # rasterisation jitter only
