@@ -9,7 +9,7 @@
   of the mean object colour.
 - empty: the fraction of samples with no object pixels at all (real clips always hold 1 to max_objects).
 - speed (`vidiff.evaluation.metrics.object_motion`): the centroid of a clip's object pixels per frame; the mean
-  |c[f+1] - c[f]| in pixels per frame over frames with objects, averaged over the clips that have objects
+  |c[f+1] - c[f]| in pixels per frame over all pairs of consecutive frames with objects, pooled over clips
   ("frozen blobs" score near 0; each real object moves at 0.5 to 1.5 px/frame).
 - colour drift (`vidiff.evaluation.metrics.colour_drift`): object pixels labelled with the nearest colour of
   the dataset's palette; per frame, the total-variation distance between that frame's colour histogram and
@@ -41,12 +41,12 @@ def persistence(v: torch.Tensor) -> tuple[float, float]:
 
 
 def motion(v: torch.Tensor) -> tuple[float, float]:
-    """v: (N, C, F, H, W) in [-1, 1] -> (fraction of clips without objects, mean centroid speed in pixels per frame
-    over the clips with objects)."""
+    """v: (N, C, F, H, W) in [-1, 1] -> (fraction of clips without objects, centroid speed in pixels per frame,
+    pooled over all pairs of consecutive frames with objects)."""
     from vidiff.evaluation.metrics import object_motion
 
-    empty, speed = object_motion(v.clamp(-1, 1))
-    return float(empty.mean()), float(speed[~empty].mean()) if (~empty).any() else float("nan")
+    empty, speed, pairs = object_motion(v.clamp(-1, 1))
+    return float(empty.mean()), float((speed * pairs).sum() / max(pairs.sum(), 1))
 
 
 def colour_drift(v: torch.Tensor) -> float:

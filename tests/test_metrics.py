@@ -179,12 +179,13 @@ def test_object_motion_measures_speed_and_finds_empty_clips():
         v[0, t, 4:7, 2 + t:5 + t, 0] = 255  # a 3x3 square moving 1 px per frame to the right
         v[1, t, 4:7, 4:7, 1] = 255  # a frozen square
     v[0, 5] = 0  # one frame without the object: the two pairs around it do not count
-    empty, speed = M.object_motion(v)
+    empty, speed, pairs = M.object_motion(v)
     assert empty.tolist() == [False, False, True]
     assert speed.tolist() == pytest.approx([1.0, 0.0, 0.0], abs=1e-12)
+    assert pairs.tolist() == [5, 7, 0]
     ds = BouncingShapes(num_frames=16, size=32, max_objects=1, seed=3)
     item = ds[0]
     centres = item["centers"][:, 0]  # (F, 2) the true trajectory of the one object
     true_speed = (centres[1:] - centres[:-1]).norm(dim=-1).mean().item()
-    e, s = M.object_motion(item["video"])
+    e, s, _ = M.object_motion(item["video"])
     assert not e[0] and s[0] == pytest.approx(true_speed, abs=0.35)  # rasterisation jitter only

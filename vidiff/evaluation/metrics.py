@@ -215,12 +215,13 @@ def colour_drift(videos, palette=None, threshold: float = 0.5) -> np.ndarray:
     return (tv * present).sum(1) / n
 
 
-def object_motion(videos, threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+def object_motion(videos, threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For clips of objects on a dark background (the `shapes` data): pixels whose brightest channel exceeds
-    `threshold` ([0, 1] units) are objects. Returns (empty, speed), each (N,): whether a clip has no object pixel in
-    any frame, and the mean distance in pixels between the centroids of the object pixels of consecutive frames
-    (over pairs of frames that both have object pixels; 0 where none do). Frozen objects score 0; objects moving
-    at constant velocity score their speed (plus rasterisation jitter of a fraction of a pixel).
+    `threshold` ([0, 1] units) are objects. Returns (empty, speed, pairs), each (N,): whether a clip has no object
+    pixel in any frame; the mean distance in pixels between the centroids of the object pixels of consecutive
+    frames, over the `pairs` pairs of frames that both have object pixels (speed 0 where there are none; weight by
+    `pairs` to pool clips). Frozen objects score 0; objects moving at constant velocity score their speed (plus
+    rasterisation jitter of a fraction of a pixel).
     """
     v = as_videos(videos)  # (N, F, H, W, C)
     obj = (v.max(-1) > threshold).astype(np.float64)  # (N, F, H, W)
@@ -231,7 +232,7 @@ def object_motion(videos, threshold: float = 0.5) -> tuple[np.ndarray, np.ndarra
     step = np.hypot(np.diff(cy, axis=1), np.diff(cx, axis=1))  # (N, F-1)
     both = (mass[:, 1:] > 0) & (mass[:, :-1] > 0)
     speed = (step * both).sum(1) / np.maximum(both.sum(1), 1)
-    return ~(mass > 0).any(1), speed
+    return ~(mass > 0).any(1), speed, both.sum(1)
 
 
 def _gray_upscaled(frame: np.ndarray) -> np.ndarray:
