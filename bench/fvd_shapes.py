@@ -24,6 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from vidiff.config import DEFAULT_SAMPLER, DEFAULT_STEPS  # noqa: E402
+
 from bench.report import write_section  # noqa: E402
 
 
@@ -31,8 +33,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("runs", nargs="*", metavar="[LABEL=]RUN", help="run folders to evaluate")
     p.add_argument("--num", type=int, default=256, help="videos per set, N (default: 256)")
-    p.add_argument("--steps", type=int, default=100, help="sampling steps (default: 100)")
-    p.add_argument("--sampler", choices=["ddim", "ddpm"], default="ddpm", help="default: ddpm, as `vidiff sample`")
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS,
+                   help=f"sampling steps (default: {DEFAULT_STEPS}, as `vidiff sample`)")
+    p.add_argument("--sampler", choices=["ddim", "ddpm"], default=DEFAULT_SAMPLER, help="default: ddpm, as `vidiff sample`")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--pairs", type=int, default=3, help="disjoint real-vs-real pairs for the floor (default: 3)")
     p.add_argument("--device", default="auto")

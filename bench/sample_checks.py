@@ -3,8 +3,9 @@
     python bench/sample_checks.py RUN [--threads 2] [--no-memorisation]
 
 - persistence: per video, the fewest object pixels (max channel > 0.5 on [0, 1]) in a frame over the most,
-  averaged over 32 samples (DDPM 100 steps as `vidiff sample`, seed 0, unless --num/--steps/--sampler/--eta;
-  the tables of docs/benchmarks.md before its "Fourth round" used DDIM 25 steps); objects that vanish
+  averaged over 32 samples (`vidiff sample`'s default sampler, DDPM 250 steps, seed 0, unless
+  --num/--steps/--sampler/--eta/--seed; the tables of docs/benchmarks.md before its "Fourth round" used DDIM 25 steps,
+  those of the fourth round DDPM 100); objects that vanish
   mid-clip pull it down. Printed with the same score for 64 held-out real clips. Also the std over frames
   of the mean object colour.
 - empty: the fraction of samples with no object pixels at all (real clips always hold 1 to max_objects).
@@ -28,6 +29,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from vidiff.config import DEFAULT_SAMPLER, DEFAULT_STEPS  # noqa: E402
 
 
 def persistence(v: torch.Tensor) -> tuple[float, float]:
@@ -59,8 +62,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--steps", type=int, default=100)
-    p.add_argument("--sampler", default="ddpm", choices=["ddim", "ddpm"])
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS)
+    p.add_argument("--sampler", default=DEFAULT_SAMPLER, choices=["ddim", "ddpm"])
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eta", type=float, default=0.0)
     p.add_argument("--num", type=int, default=32, help="samples to draw (the scores are noisy below ~100)")
     p.add_argument("--samples", help="score this samples.npy (uint8 (N, F, H, W, 3), as `vidiff sample` writes) "
@@ -80,7 +84,7 @@ def main() -> None:
         v = u8.permute(0, 4, 1, 2, 3).float() / 127.5 - 1  # (N, C, F, H, W)
     else:
         v = pipe(num_videos=args.num, num_inference_steps=args.steps, sampler=args.sampler, eta=args.eta,
-                 generator=torch.Generator().manual_seed(0), progress=False).videos
+                 generator=torch.Generator().manual_seed(args.seed), progress=False).videos
     ev = build_dataset(cfg.data, "eval")
     real = torch.stack([ev[i]["video"] for i in range(min(64, len(ev)))])
     (ps, cs), (pr, cr) = persistence(v), persistence(real)

@@ -1,6 +1,7 @@
 """Copy a run's EMA weights and config into vidiff/weights/NAME (the models shipped with the package).
 
     python bench/ship_weights.py runs/shapes32 --name shapes32
+    python bench/ship_weights.py runs/L7 --name shapes32 --step 5000   # the EMA weights of a kept checkpoint
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", help="run folder (config.json + model.safetensors)")
     p.add_argument("--name", default="shapes32")
+    p.add_argument("--step", type=int, help="ship the EMA weights of checkpoints/step_N instead of the final ones")
     args = p.parse_args()
     from vidiff.config import load_config
     from vidiff.pipeline import VideoPipeline
@@ -30,11 +32,15 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "config.json")
     summary = json.loads((run / "train_summary.json").read_text()) if (run / "train_summary.json").exists() else {}
-    save_tensors(out / "model.safetensors", load_tensors(run / "model.safetensors"),
-                 metadata={"source_run": run.name, "step": summary.get("step", "?")})
+    weights, step = run / "model.safetensors", summary.get("step", "?")
+    if args.step is not None:
+        weights, step = run / "checkpoints" / f"step_{args.step:08d}" / "ema.safetensors", args.step
+        if not weights.exists():
+            sys.exit(f"error: no checkpoint {weights}")
+    save_tensors(out / "model.safetensors", load_tensors(weights), metadata={"source_run": run.name, "step": str(step)})
     VideoPipeline.from_pretrained(out)  # loads: shapes and config agree
     size = (out / "model.safetensors").stat().st_size / 2**20
-    print(f"shipped {run} as {out} ({size:.1f} MiB)")
+    print(f"shipped {weights} (step {step}) as {out} ({size:.1f} MiB)")
 
 
 if __name__ == "__main__":

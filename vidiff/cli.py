@@ -11,6 +11,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
+from vidiff.config import DEFAULT_SAMPLER, DEFAULT_STEPS
 from vidiff.errors import ConfigError, VidiffError
 
 PRESETS_DIR = resources.files("vidiff") / "presets"
@@ -107,7 +108,10 @@ def _sample_to(run: str, out: Path, num: int, steps: int, sampler: str, eta: flo
     from vidiff.io import write_samples
     from vidiff.pipeline import VideoPipeline
 
+    from vidiff.config import default_steps
+
     pipe = VideoPipeline.from_pretrained(run, device=device)
+    steps = default_steps(pipe.denoiser.num_timesteps) if steps is None else steps
     t0 = time.perf_counter()
     result = pipe(num_videos=num, num_inference_steps=steps, sampler=sampler, eta=eta,
                   generator=torch.Generator().manual_seed(seed), progress=not quiet)
@@ -223,8 +227,10 @@ def cmd_report(args) -> int:
 
 
 SAMPLER_HELP = ("ddpm (ancestral, fresh noise each step: objects keep their colour; the default) or ddim "
-                "(deterministic: more colour drift on the shapes models, but fewer empty clips from the "
-                "long-trained shapes32: docs/benchmarks.md)")
+                "(deterministic: faster to converge in steps, but 2-4x the colour drift on the shapes models: "
+                "docs/benchmarks.md)")
+STEPS_HELP = (f"sampling steps (default: {DEFAULT_STEPS}, or every timestep of a model trained with fewer; with "
+              "ddpm, fewer steps make objects fade and change colour more often: 100 steps take 40%% of the time)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -239,11 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "time budget, then sample videos into OUT/samples.")
     d.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
     d.add_argument("--minutes", type=float, default=None,
-                   help="training time budget in minutes (default: the preset's, 10.5: with installing and sampling, "
+                   help="training time budget in minutes (default: the preset's, 10.2: with installing and sampling, "
                         "a fresh `make demo` stays under 12 minutes on 2 CPU cores)")
     d.add_argument("--num", type=int, default=8, help="videos to sample afterwards (default: 8)")
-    d.add_argument("--steps", type=int, default=100, help="sampling steps (default: 100)")
-    d.add_argument("--sampler", choices=["ddim", "ddpm"], default="ddpm", help=SAMPLER_HELP)
+    d.add_argument("--steps", type=int, default=None, help=STEPS_HELP)
+    d.add_argument("--sampler", choices=["ddim", "ddpm"], default=DEFAULT_SAMPLER, help=SAMPLER_HELP)
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--fresh", action="store_true", help="start over even if OUT holds an earlier demo run")
     d.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -311,8 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(uint8, N x F x H x W x 3).")
     s.add_argument("run", nargs="?", default="shapes32", help="run folder or shipped model (default: shapes32)")
     s.add_argument("--num", type=int, default=8, help="number of videos (default: 8)")
-    s.add_argument("--steps", type=int, default=100, help="sampling steps (default: 100)")
-    s.add_argument("--sampler", choices=["ddim", "ddpm"], default="ddpm", help=SAMPLER_HELP)
+    s.add_argument("--steps", type=int, default=None, help=STEPS_HELP)
+    s.add_argument("--sampler", choices=["ddim", "ddpm"], default=DEFAULT_SAMPLER, help=SAMPLER_HELP)
     s.add_argument("--eta", type=float, default=0.0, help="DDIM eta: 0 deterministic, 1 DDPM-like (default: 0)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--fps", type=float, default=8.0)
@@ -375,8 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--i3d", metavar="PATH", help="I3D Kinetics-400 TorchScript file, needed for --metrics fvd")
     e.add_argument("--samples", metavar="PATH", help="use the first N videos of this samples.npy (or DIR/samples.npy) "
                                                      "instead of sampling")
-    e.add_argument("--steps", type=int, default=100, help="sampling steps (default: 100)")
-    e.add_argument("--sampler", choices=["ddim", "ddpm"], default="ddpm", help=SAMPLER_HELP)
+    e.add_argument("--steps", type=int, default=None, help=STEPS_HELP)
+    e.add_argument("--sampler", choices=["ddim", "ddpm"], default=DEFAULT_SAMPLER, help=SAMPLER_HELP)
     e.add_argument("--eta", type=float, default=0.0, help="DDIM eta (default: 0)")
     e.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     e.add_argument("--batch-size", type=int, default=16, help="videos sampled at once (default: 16)")

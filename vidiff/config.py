@@ -20,6 +20,17 @@ import yaml
 
 from vidiff.errors import ConfigError
 
+# What `vidiff sample`, `VideoPipeline.__call__` and `vidiff eval` use unless told otherwise. On the shapes models,
+# DDPM with 250 steps instead of 100 raises persistence 0.53 -> 0.62 and halves colour drift (0.050 -> 0.026) at
+# 2.5x the sampling time (docs/benchmarks.md, "Fifth round").
+DEFAULT_SAMPLER = "ddpm"
+DEFAULT_STEPS = 250
+
+
+def default_steps(timesteps: int) -> int:
+    """Sampling steps when none are asked for: DEFAULT_STEPS, or every timestep of a model trained with fewer."""
+    return min(DEFAULT_STEPS, timesteps)
+
 
 @dataclass
 class DataConfig:

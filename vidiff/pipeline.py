@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from vidiff.build import build_denoiser
-from vidiff.config import RunConfig, load_config
+from vidiff.config import DEFAULT_SAMPLER, RunConfig, default_steps, load_config
 from vidiff.diffusion import SAMPLERS, sample
 from vidiff.diffusion.guidance import masked_model_denoise
 from vidiff.errors import CheckpointError, VidiffError
@@ -72,12 +72,13 @@ class VideoPipeline:
         return cls(denoiser, cfg, resolve_device(device), run)
 
     @torch.no_grad()
-    def __call__(self, num_videos: int = 1, num_inference_steps: int = 100, sampler: str = "ddpm", eta: float = 0.0,
-                 generator: Optional[torch.Generator] = None, batch_size: int = 16,
+    def __call__(self, num_videos: int = 1, num_inference_steps: Optional[int] = None, sampler: str = DEFAULT_SAMPLER,
+                 eta: float = 0.0, generator: Optional[torch.Generator] = None, batch_size: int = 16,
                  progress: bool = True) -> VideoPipelineOutput:
         if sampler not in SAMPLERS:
             raise VidiffError(f"unknown sampler {sampler!r}; choose from {', '.join(sorted(SAMPLERS))}")
         T = self.denoiser.num_timesteps
+        num_inference_steps = default_steps(T) if num_inference_steps is None else num_inference_steps
         if not 1 <= num_inference_steps <= T:
             raise VidiffError(f"number of steps must be between 1 and {T}, got {num_inference_steps}")
         if num_videos < 1:

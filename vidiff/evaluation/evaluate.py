@@ -25,6 +25,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from vidiff.config import DEFAULT_SAMPLER, default_steps
 from vidiff.errors import VidiffError
 
 METRICS = ("fvd_shapes", "fvd", "flicker", "warp", "colour_drift")
@@ -155,7 +156,8 @@ def _per_video_metrics() -> dict:
 
 
 def evaluate_run(run: str | Path, num: int = 256, metrics: Optional[Sequence[str]] = None, i3d: Optional[str] = None,
-                 steps: int = 100, sampler: str = "ddpm", eta: float = 0.0, seed: int = 0, device: str = "auto",
+                 steps: Optional[int] = None, sampler: str = DEFAULT_SAMPLER, eta: float = 0.0, seed: int = 0,
+                 device: str = "auto",
                  batch_size: int = 16, samples: Optional[str | Path] = None, out_dir: Optional[str | Path] = None,
                  progress: bool = True) -> dict:
     """Compute `metrics` for a run and write out_dir/metrics.json (out_dir defaults to the run folder).
@@ -174,6 +176,7 @@ def evaluate_run(run: str | Path, num: int = 256, metrics: Optional[Sequence[str
     run = resolve_run(run)
     out_dir = Path(out_dir) if out_dir is not None else run
     cfg = load_config(run / CONFIG)
+    steps = default_steps(cfg.diffusion.timesteps) if steps is None else steps
     names = list(metrics) if metrics is not None else default_metrics(cfg)
     if "fvd" in names and not i3d:
         raise VidiffError("metric 'fvd' needs the I3D network: pass --i3d PATH to a local TorchScript file")
