@@ -35,7 +35,8 @@ def main(argv=None) -> int:
     p.add_argument("--num", type=int, default=256, help="videos per set, N (default: 256)")
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS,
                    help=f"sampling steps (default: {DEFAULT_STEPS}, as `vidiff sample`)")
-    p.add_argument("--sampler", choices=["ddim", "ddpm"], default=DEFAULT_SAMPLER, help="default: ddpm, as `vidiff sample`")
+    p.add_argument("--sampler", choices=["ddim", "ddpm"], default=DEFAULT_SAMPLER,
+                   help=f"default: {DEFAULT_SAMPLER}, as `vidiff sample`")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--pairs", type=int, default=3, help="disjoint real-vs-real pairs for the floor (default: 3)")
     p.add_argument("--device", default="auto")

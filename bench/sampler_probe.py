@@ -41,17 +41,19 @@ def main() -> None:
     from vidiff.config import load_config
     from vidiff.diffusion.samplers import sample
     from vidiff.diffusion.schedules import video_noise
+    from vidiff.errors import VidiffError
     from vidiff.evaluation.metrics import object_motion
     from vidiff.pipeline import resolve_run
-    from vidiff.training.checkpoint import load_into, load_tensors
+    from vidiff.training.checkpoint import checkpoint_ema_weights, load_into, load_tensors
 
-    run = resolve_run(args.run)
-    cfg = load_config(run / "config.json")
-    dn = build_denoiser(cfg).eval()
-    weights = run / "model.safetensors"
-    if args.checkpoint is not None:
-        weights = run / "checkpoints" / f"step_{args.checkpoint:08d}" / "ema.safetensors"
-    load_into(dn.net, load_tensors(weights), str(weights))
+    try:
+        run = resolve_run(args.run)
+        cfg = load_config(run / "config.json")
+        dn = build_denoiser(cfg).eval()
+        weights = run / "model.safetensors" if args.checkpoint is None else checkpoint_ema_weights(run, args.checkpoint)
+        load_into(dn.net, load_tensors(weights), str(weights))
+    except VidiffError as e:
+        sys.exit(f"error: {e}")
 
     g = torch.Generator().manual_seed(args.seed)
     shape = (args.num, cfg.model.in_channels, cfg.data.num_frames, cfg.data.size, cfg.data.size)

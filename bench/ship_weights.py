@@ -22,21 +22,23 @@ def main() -> None:
     p.add_argument("--step", type=int, help="ship the EMA weights of checkpoints/step_N instead of the final ones")
     args = p.parse_args()
     from vidiff.config import load_config
+    from vidiff.errors import VidiffError
     from vidiff.pipeline import VideoPipeline
-    from vidiff.training.checkpoint import load_tensors, save_tensors
+    from vidiff.training.checkpoint import checkpoint_ema_weights, load_tensors, save_tensors
 
     run = Path(args.run)
-    cfg = load_config(run / "config.json")
+    try:  # everything that can fail on bad input, before anything is written
+        cfg = load_config(run / "config.json")
+        summary = json.loads((run / "train_summary.json").read_text()) if (run / "train_summary.json").exists() else {}
+        weights, step = run / "model.safetensors", summary.get("step", "?")
+        if args.step is not None:
+            weights, step = checkpoint_ema_weights(run, args.step), args.step
+    except VidiffError as e:
+        sys.exit(f"error: {e}")
     cfg.train.time_budget_minutes = None  # a shipped config describes the model, not a demo budget
     out = ROOT / "vidiff" / "weights" / args.name
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "config.json")
-    summary = json.loads((run / "train_summary.json").read_text()) if (run / "train_summary.json").exists() else {}
-    weights, step = run / "model.safetensors", summary.get("step", "?")
-    if args.step is not None:
-        weights, step = run / "checkpoints" / f"step_{args.step:08d}" / "ema.safetensors", args.step
-        if not weights.exists():
-            sys.exit(f"error: no checkpoint {weights}")
     save_tensors(out / "model.safetensors", load_tensors(weights), metadata={"source_run": run.name, "step": str(step)})
     VideoPipeline.from_pretrained(out)  # loads: shapes and config agree
     size = (out / "model.safetensors").stat().st_size / 2**20

@@ -124,3 +124,21 @@ def test_resume_may_change_the_loss_weighting_only(tiny_config, tmp_path):
     tiny_config.train.steps = 8
     with pytest.raises(CheckpointError, match="'diffusion' config differs"):
         train(tiny_config, tmp_path / "run", resume=True, progress=False)
+
+
+def test_checkpoint_ema_weights_finds_kept_steps_and_names_missing_ones(tmp_path):
+    from torch import nn
+
+    from vidiff.training.checkpoint import checkpoint_ema_weights, save_checkpoint
+    from vidiff.training.ema import EMA
+
+    net = nn.Linear(3, 2)
+    ema = EMA(net, decay=0.5)
+    opt = torch.optim.AdamW(net.parameters())
+    for step in (10, 20):
+        save_checkpoint(tmp_path, step, net, ema, opt)
+    path = checkpoint_ema_weights(tmp_path, 10)
+    assert path.parent.name == "step_00000010"
+    assert torch.equal(load_tensors(path)["weight"], ema.state_dict()["weight"])
+    with pytest.raises(CheckpointError, match=r"no checkpoint of step 15 .*step_00000010, step_00000020"):
+        checkpoint_ema_weights(tmp_path, 15)

@@ -11,7 +11,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from vidiff.config import DEFAULT_SAMPLER, DEFAULT_STEPS
+from vidiff.config import DEFAULT_SAMPLER, DEFAULT_STEPS, default_steps
 from vidiff.errors import ConfigError, VidiffError
 
 PRESETS_DIR = resources.files("vidiff") / "presets"
@@ -107,8 +107,6 @@ def _sample_to(run: str, out: Path, num: int, steps: int, sampler: str, eta: flo
 
     from vidiff.io import write_samples
     from vidiff.pipeline import VideoPipeline
-
-    from vidiff.config import default_steps
 
     pipe = VideoPipeline.from_pretrained(run, device=device)
     steps = default_steps(pipe.denoiser.num_timesteps) if steps is None else steps

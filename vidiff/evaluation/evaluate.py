@@ -157,9 +157,8 @@ def _per_video_metrics() -> dict:
 
 def evaluate_run(run: str | Path, num: int = 256, metrics: Optional[Sequence[str]] = None, i3d: Optional[str] = None,
                  steps: Optional[int] = None, sampler: str = DEFAULT_SAMPLER, eta: float = 0.0, seed: int = 0,
-                 device: str = "auto",
-                 batch_size: int = 16, samples: Optional[str | Path] = None, out_dir: Optional[str | Path] = None,
-                 progress: bool = True) -> dict:
+                 device: str = "auto", batch_size: int = 16, samples: Optional[str | Path] = None,
+                 out_dir: Optional[str | Path] = None, progress: bool = True) -> dict:
     """Compute `metrics` for a run and write out_dir/metrics.json (out_dir defaults to the run folder).
 
     Returns the dict written. See the module docstring for what each metric is and what its baseline is.

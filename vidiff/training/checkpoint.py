@@ -112,6 +112,15 @@ def checkpoint_dirs(run_dir: str | Path) -> list[Path]:
     return sorted(p for p in root.glob("step_*") if p.is_dir() and (p / "state.json").is_file())
 
 
+def checkpoint_ema_weights(run_dir: str | Path, step: int) -> Path:
+    """The EMA weights kept by the checkpoint of `step`; a CheckpointError if that checkpoint is not there."""
+    path = Path(run_dir) / "checkpoints" / f"step_{step:08d}" / "ema.safetensors"
+    if not path.is_file():
+        kept = ", ".join(p.name for p in checkpoint_dirs(run_dir)) or "none"
+        raise CheckpointError(f"no checkpoint of step {step} in {run_dir} (kept: {kept})")
+    return path
+
+
 def sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
