@@ -15,6 +15,11 @@
 - colour drift (`vidiff.evaluation.metrics.colour_drift`): object pixels labelled with the nearest colour of
   the dataset's palette; per frame, the total-variation distance between that frame's colour histogram and
   the clip's mean histogram, averaged (0: every frame shows the same colours in the same proportions).
+- colour share: the fraction of all object pixels nearest to each palette colour
+  (`vidiff.evaluation.metrics.colour_frequencies`), against 256 held-out real clips, and the total-variation
+  distance between the two (0: the samples show the palette's colours as often as real clips do).
+- objects per clip: the mean number of palette colours with at least 10 object pixels per frame in a clip (each
+  object of a real clip has its own colour; an object whose colour drifts counts twice).
 - memorisation: for 16 samples, the MSE to the nearest training clip (first 2000 clips of the train split),
   against the same for 16 held-out real clips.
 """
@@ -50,6 +55,19 @@ def motion(v: torch.Tensor) -> tuple[float, float]:
 
     empty, speed, pairs = object_motion(v.clamp(-1, 1))
     return float(empty.mean()), float((speed * pairs).sum() / max(pairs.sum(), 1))
+
+
+def colour_share(v: torch.Tensor):
+    from vidiff.evaluation.metrics import colour_frequencies
+
+    return colour_frequencies(v.clamp(-1, 1))
+
+
+def objects_per_clip(v: torch.Tensor) -> float:
+    """The mean number of palette colours with >= 10 object pixels per frame in a clip (objects, in `shapes`)."""
+    from vidiff.evaluation.metrics import colour_pixels
+
+    return float((colour_pixels(v.clamp(-1, 1)) >= 10).sum(1).mean())
 
 
 def colour_drift(v: torch.Tensor) -> float:
@@ -92,6 +110,14 @@ def main() -> None:
           f"colour drift {colour_drift(v):.3f} (real {colour_drift(real):.3f})")
     (es, ss), (er, sr) = motion(v), motion(real)
     print(f"empty {es:.3f} (real {er:.3f}); centroid speed {ss:.2f} px/frame (real {sr:.2f})")
+    many = torch.stack([ev[i]["video"] for i in range(min(256, len(ev)))])
+    fs, fr = colour_share(v), colour_share(many)
+    from vidiff.data.shapes import COLOR_NAMES
+
+    print("colour share of object pixels: " + ", ".join(f"{n} {a:.2f} ({b:.2f})" for n, a, b in zip(COLOR_NAMES, fs, fr))
+          + f"; distance to real (TV) {0.5 * abs(fs - fr).sum():.3f}")
+    print(f"objects per clip (colours with >= 10 pixels per frame) {objects_per_clip(v):.2f} "
+          f"(real {objects_per_clip(many):.2f})")
     if args.no_memorisation:
         return
 

@@ -1,6 +1,7 @@
 """Score one sampler setting on a run or one of its EMA checkpoints: every setting starts from the same x_T.
 
     python bench/sampler_probe.py RUN [--checkpoint STEP] [--num 64] [--sampler ddpm] [--steps 100] [--eps-scale 1.0]
+                                  [--self-cond {previous,same,off}] [--self-cond-below T]
 
 Draws x_T for all `--num` videos at once from `--seed` (frames correlated as the model was trained), runs the
 sampler over the whole batch and prints the scores of bench/sample_checks.py (empty clips, persistence, colour
@@ -31,11 +32,16 @@ def main() -> None:
     p.add_argument("--sampler", default="ddpm", choices=["ddim", "ddpm"])
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--eps-scale", type=float, default=1.0)
+    p.add_argument("--self-cond", default="previous", choices=["previous", "same", "off"],
+                   help="a self-conditioned model's x_self: the previous step's x0 estimate (what the samplers do), "
+                        "a first estimate from the same x_t (as in training; two passes per step) or none")
+    p.add_argument("--self-cond-below", type=int, default=None, metavar="T",
+                   help="pass x_self only at timesteps <= T (none above)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    from sample_checks import colour_drift, motion, persistence
+    from sample_checks import colour_drift, colour_share, motion, objects_per_clip, persistence
 
     from vidiff.build import build_denoiser
     from vidiff.config import load_config
@@ -61,6 +67,11 @@ def main() -> None:
     lam = args.eps_scale
 
     def denoise(x, t, **kw):
+        if dn.self_conditioning:
+            if args.self_cond == "off" or (args.self_cond_below is not None and int(t[0]) > args.self_cond_below):
+                kw = {"x_self": None}
+            elif args.self_cond == "same":
+                kw = {"x_self": dn(x, t, x_self=None)[0].clamp(-1, 1)}
         x0, eps = dn(x, t, **kw)
         if lam != 1.0:
             a = dn.alphas_cumprod[t].float().view(-1, 1, 1, 1, 1)
@@ -74,9 +85,16 @@ def main() -> None:
                    x_T=x_T, noise_correlation=dn.noise_correlation)
     empty, speed = motion(v)
     which = object_motion(v.clamp(-1, 1))[0]
-    print(f"{weights} {args.sampler} {args.steps} steps, eps / {lam:g}, {args.num} samples, seed {args.seed}: "
+    sc = "" if not dn.self_conditioning else f", self-conditioning {args.self_cond}" + (
+        f" below t = {args.self_cond_below}" if args.self_cond_below is not None else "")
+    print(f"{weights} {args.sampler} {args.steps} steps{sc}, eps / {lam:g}, {args.num} samples, seed {args.seed}: "
           f"empty {empty:.3f} persistence {persistence(v)[0]:.3f} colour drift {colour_drift(v):.3f} "
           f"speed {speed:.2f}; empty clips {[i for i in range(args.num) if which[i]]}")
+    from vidiff.data.shapes import COLOR_NAMES
+
+    share = colour_share(v)
+    print(f"objects per clip {objects_per_clip(v):.2f}; colour share "
+          + " ".join(f"{n} {a:.2f}" for n, a in zip(COLOR_NAMES, share)) + f" (uniform: {1 / len(share):.2f})")
 
 
 if __name__ == "__main__":

@@ -158,6 +158,28 @@ def test_colour_drift_is_zero_for_moving_objects_and_half_for_a_colour_switch_ha
         M.colour_drift(real[:, :1])
 
 
+def test_colour_frequencies_count_object_pixels_per_palette_colour():
+    from vidiff.data import BouncingShapes
+    from vidiff.data.shapes import COLOR_NAMES, COLORS
+
+    v = np.zeros((2, 4, 8, 8, 3), np.uint8)
+    v[0, :, 0:2, 0:2] = np.round(np.array(COLORS["red"]) * 255)  # 16 red pixels
+    v[1, :, 4:8, 4:6] = np.round(np.array(COLORS["blue"]) * 255)  # 32 blue pixels
+    f = M.colour_frequencies(v)
+    assert f.shape == (len(COLORS),)
+    assert f[COLOR_NAMES.index("red")] == pytest.approx(1 / 3) and f[COLOR_NAMES.index("blue")] == pytest.approx(2 / 3)
+    assert M.colour_frequencies(np.zeros((1, 2, 8, 8, 3), np.uint8)).sum() == 0  # no object pixel
+    px = M.colour_pixels(v)  # (N, K) pixels per frame
+    assert px[0, COLOR_NAMES.index("red")] == 4 and px[1, COLOR_NAMES.index("blue")] == 8 and px.sum() == 12
+    ds = BouncingShapes(num_frames=4, size=32, max_objects=2, seed=3)
+    real = torch.stack([ds[i]["video"] for i in range(96)])
+    assert M.colour_frequencies(real).min() > 0.05  # every colour of the palette shows up in real clips
+    count = (M.colour_pixels(real) >= 10).sum(1)  # objects per clip
+    assert (count == torch.stack([ds[i]["label_color"] for i in range(96)]).ge(0).sum(1).numpy()).mean() > 0.9
+    with pytest.raises(VidiffError, match="3-channel"):
+        M.colour_frequencies(real[:, :1])
+
+
 def test_inputs_are_checked():
     with pytest.raises(VidiffError, match=r"\[-1, 1\]"):
         M.psnr(torch.full((3, 2, 8, 8), 2.0), torch.zeros(3, 2, 8, 8))

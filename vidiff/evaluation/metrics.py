@@ -186,6 +186,22 @@ def flicker(videos) -> np.ndarray:
     return np.abs(np.diff(means, axis=1)).mean(axis=(1, 2))
 
 
+def _palette_labels(videos, palette, threshold: float, who: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """Object pixels (brightest channel > threshold, [0, 1] units) and the index of each pixel's nearest palette
+    colour: (obj (N, F, H, W) bool, label (N, F, H, W) int, K)."""
+    if palette is None:
+        from vidiff.data.shapes import COLORS
+
+        palette = list(COLORS.values())
+    pal = np.asarray(palette, dtype=np.float64)  # (K, 3)
+    v = as_videos(videos)  # (N, F, H, W, 3)
+    if v.shape[-1] != pal.shape[1]:
+        raise VidiffError(f"{who} needs {pal.shape[1]}-channel videos, got {v.shape[-1]} channels")
+    # nearest palette colour: argmin_k |p_k|^2 - 2 v.p_k (no (N, F, H, W, K, 3) difference tensor)
+    label = ((pal**2).sum(-1) - 2 * v @ pal.T).argmin(-1)  # (N, F, H, W)
+    return v.max(-1) > threshold, label, len(pal)
+
+
 def colour_drift(videos, palette=None, threshold: float = 0.5) -> np.ndarray:
     """How much the colours of a clip's objects change along it, for data drawn from a known palette (the
     `shapes` colours by default). Pixels whose brightest channel exceeds `threshold` ([0, 1] units) are objects;
@@ -194,18 +210,8 @@ def colour_drift(videos, palette=None, threshold: float = 0.5) -> np.ndarray:
     0: every frame shows the same colours in the same proportions; an object turning from red to green
     halfway through a clip scores 0.5. Videos without object pixels score 0. Returns (N,).
     """
-    if palette is None:
-        from vidiff.data.shapes import COLORS
-
-        palette = list(COLORS.values())
-    pal = np.asarray(palette, dtype=np.float64)  # (K, 3)
-    v = as_videos(videos)  # (N, F, H, W, 3)
-    if v.shape[-1] != pal.shape[1]:
-        raise VidiffError(f"colour_drift needs {pal.shape[1]}-channel videos, got {v.shape[-1]} channels")
-    obj = v.max(-1) > threshold  # (N, F, H, W)
-    # nearest palette colour: argmin_k |p_k|^2 - 2 v.p_k (no (N, F, H, W, K, 3) difference tensor)
-    label = ((pal**2).sum(-1) - 2 * v @ pal.T).argmin(-1)  # (N, F, H, W)
-    hist = np.stack([(obj & (label == k)).sum((2, 3)) for k in range(len(pal))], -1).astype(np.float64)
+    obj, label, k = _palette_labels(videos, palette, threshold, "colour_drift")
+    hist = np.stack([(obj & (label == i)).sum((2, 3)) for i in range(k)], -1).astype(np.float64)  # (N, F, K)
     total = hist.sum(-1, keepdims=True)  # (N, F, 1)
     hist = hist / np.maximum(total, 1)
     present = total[..., 0] > 0  # (N, F)
@@ -213,6 +219,23 @@ def colour_drift(videos, palette=None, threshold: float = 0.5) -> np.ndarray:
     mean = (hist * present[..., None]).sum(1, keepdims=True) / n[:, None, None]
     tv = 0.5 * np.abs(hist - mean).sum(-1)  # (N, F)
     return (tv * present).sum(1) / n
+
+
+def colour_pixels(videos, palette=None, threshold: float = 0.5) -> np.ndarray:
+    """Object pixels (as in `colour_drift`) per frame nearest to each palette colour, averaged over each clip's
+    frames: (N, K). In `shapes` clips every object has its own colour, so the number of colours with more than a
+    few pixels counts a clip's objects (an object whose colour drifts counts twice)."""
+    obj, label, k = _palette_labels(videos, palette, threshold, "colour_pixels")
+    return np.stack([(obj & (label == i)).sum((1, 2, 3)) for i in range(k)], -1) / obj.shape[1]
+
+
+def colour_frequencies(videos, palette=None, threshold: float = 0.5) -> np.ndarray:
+    """Which colours a set of clips shows: the fraction of all object pixels (as in `colour_drift`) nearest to
+    each palette colour, pooled over the clips. Returns (K,) summing to 1 (zeros if there is no object pixel).
+    Real `shapes` clips spread evenly over the six colours; a model that draws mostly one colour does not.
+    """
+    counts = colour_pixels(videos, palette, threshold).sum(0)
+    return counts / max(counts.sum(), 1)
 
 
 def object_motion(videos, threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

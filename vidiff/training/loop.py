@@ -330,9 +330,13 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, max_step
                 bar.set_postfix(loss=f"{window_loss / window_steps:.4f}", vid_s=f"{vps:.1f}")
                 t_window, window_steps, window_loss = now, 0, 0.0
 
-            out_of_time = (tc.time_budget_minutes is not None
-                           and time.perf_counter() - t_start > 60 * tc.time_budget_minutes)
-            if (out_of_time or stop.signal) and step < end_step:
+            want_stop = stop.signal is not None or (tc.time_budget_minutes is not None
+                                                    and time.perf_counter() - t_start > 60 * tc.time_budget_minutes)
+            if world > 1:  # every rank stops at the same step, or the next gradient all-reduce waits forever
+                flag = torch.tensor([float(want_stop)], device=device)
+                dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+                want_stop = bool(flag.item())
+            if want_stop and step < end_step:
                 stopped_early = True
                 end_step = step
             if is_main and (step % tc.checkpoint_every == 0 or step == end_step):
