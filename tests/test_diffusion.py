@@ -237,27 +237,3 @@ def test_self_conditioned_training_feeds_back_a_detached_estimate_half_of_the_ti
             est = den.net.seen[1]
             assert not est.requires_grad and est.abs().max() <= 1
     assert 70 < twice < 130
-
-
-def test_self_condition_gap_makes_the_first_estimate_from_a_noisier_step():
-    class Timed(_Recorder):
-        def forward(self, x, c_noise, cond=None, x_self=None):
-            self.calls = getattr(self, "calls", []) + [(c_noise.clone(), x.clone())]
-            return super().forward(x, c_noise, cond, x_self)
-
-    x0 = torch.zeros(512, 3, 2, 4, 4)  # a black clip: x_t is pure (scaled) noise, its variance is 1 - alpha_bar
-    t = torch.full((512,), 500)
-    for gap in (0, 200):
-        den = Denoiser(Timed(), objective="x0", self_condition_gap=gap)
-        den.loss(x0, t, torch.randn_like(x0), self_condition_prob=1.0)
-        (t_first, x_first), (t_second, x_second) = den.net.calls
-        assert torch.equal(t_second, t.float())
-        g = t_first - t_second
-        assert g.min() >= 0 and g.max() <= gap and (gap == 0 or g.float().std() > 20)  # uniform in 0..gap
-        if gap == 0:
-            assert torch.equal(x_first, x_second)
-        else:  # x_{t+g} ~ q(x_{t+g} | x_t): its variance is 1 - alpha_bar(t+g) for this clip
-            late = g > 150
-            var = x_first[late].var()
-            expected = (1 - den.alpha_bar(t_first.long()[late])).mean()
-            assert abs(var - expected) < 0.02 and var > x_second.var() + 0.02

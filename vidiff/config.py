@@ -86,10 +86,6 @@ class DiffusionConfig:
     # Correlation rho of the noise between frames ("mixed noise", Ge et al. 2023): eps_f = sqrt(rho) eps_shared +
     # sqrt(1 - rho) eps_f. The frames start from a shared layout, so the model need not learn to agree on one.
     noise_correlation: float = 0.0
-    # Self-conditioning from a noisier step: in training, the network's first estimate (its `x_self` input) is made
-    # from x_{t+g}, the same clip noised further, g uniform in 0..gap timesteps, as the sampler hands over the
-    # previous (noisier) step's estimate. 0: from x_t itself (Chen et al. 2022).
-    self_condition_gap: int = 0
 
 
 @dataclass
@@ -326,7 +322,6 @@ def validate_run(cfg: RunConfig) -> None:
         (f.timesteps >= 2, "diffusion.timesteps must be >= 2"),
         (f.shift > 0, "diffusion.shift must be > 0"),
         (0 <= f.noise_correlation < 1, "diffusion.noise_correlation must be in [0, 1)"),
-        (f.self_condition_gap >= 0, "diffusion.self_condition_gap must be >= 0"),
         (f.min_snr_gamma is None or f.min_snr_gamma > 0, "diffusion.min_snr_gamma must be > 0 or null"),
         (t.steps >= 1, "train.steps must be >= 1"),
         (t.batch_size >= 1, "train.batch_size must be >= 1"),

@@ -13,7 +13,7 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from vidiff.diffusion.schedules import append_dims, make_alphas_cumprod, q_sample, video_noise
+from vidiff.diffusion.schedules import append_dims, make_alphas_cumprod, q_sample
 
 
 class Objective(str, enum.Enum):
@@ -67,15 +67,13 @@ class Denoiser(nn.Module):
     """
 
     def __init__(self, net: nn.Module, schedule: str = "cosine", timesteps: int = 1000, objective: str = "v",
-                 min_snr_gamma: Optional[float] = None, shift: float = 1.0, noise_correlation: float = 0.0,
-                 self_condition_gap: int = 0):
+                 min_snr_gamma: Optional[float] = None, shift: float = 1.0, noise_correlation: float = 0.0):
         super().__init__()
         self.net = net
         self.objective = Objective(objective)
         self.min_snr_gamma = min_snr_gamma
         self.num_timesteps = timesteps
         self.noise_correlation = noise_correlation  # frame correlation of the noise (training and sampling)
-        self.self_condition_gap = self_condition_gap  # training: x_self from up to this many timesteps noisier
         self.register_buffer("alphas_cumprod", make_alphas_cumprod(schedule, timesteps, shift), persistent=False)
 
     def alpha_bar(self, t: torch.Tensor) -> torch.Tensor:
@@ -111,18 +109,8 @@ class Denoiser(nn.Module):
             # Self-conditioning: half of the steps first estimate x0 without gradient and feed it back in,
             # as the sampler does with the previous step's estimate (clipped like the sampler's).
             with torch.no_grad():
-                t_self, x_in, a_in = t, x_t, alpha_bar
-                if self.self_condition_gap > 0:
-                    # The sampler hands over the previous, noisier step's estimate: make the first one from
-                    # x_{t+g}, i.e. x_t noised further by the forward process, q(x_{t+g} | x_t).
-                    gap = torch.randint(0, self.self_condition_gap + 1, t.shape, device=t.device)
-                    t_self = (t + gap).clamp(max=self.num_timesteps - 1)
-                    a_in = self.alpha_bar(t_self)
-                    ratio = append_dims(a_in / alpha_bar, x_t.ndim)  # alpha_bar(t+g) / alpha_bar(t) <= 1
-                    x_in = ratio.sqrt() * x_t + (1 - ratio).clamp(min=0).sqrt() * video_noise(
-                        x_t.shape, self.noise_correlation, device=x_t.device)
-                first = self.predict(x_in, t_self, cond, net).float()
-                x_self = to_x0_eps(self.objective, first, x_in.float(), a_in)[0].clamp(-1, 1)
+                first = self.predict(x_t, t, cond, net).float()
+                x_self = to_x0_eps(self.objective, first, x_t.float(), alpha_bar)[0].clamp(-1, 1)
         pred = self.predict(x_t, t, cond, net, x_self).float()
         target = training_target(self.objective, x0, noise, alpha_bar)
         err = (pred - target) ** 2
