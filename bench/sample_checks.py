@@ -57,10 +57,19 @@ def motion(v: torch.Tensor) -> tuple[float, float]:
     return float(empty.mean()), float((speed * pairs).sum() / max(pairs.sum(), 1))
 
 
-def colour_share(v: torch.Tensor):
+def colour_share_text(v: torch.Tensor, real: torch.Tensor | None = None) -> str:
+    """The share of object pixels per palette colour (`metrics.colour_frequencies`), with real clips' in brackets
+    and the total-variation distance between the two when `real` is given."""
+    from vidiff.data.shapes import COLOR_NAMES
     from vidiff.evaluation.metrics import colour_frequencies
 
-    return colour_frequencies(v.clamp(-1, 1))
+    fs = colour_frequencies(v.clamp(-1, 1))
+    if real is None:
+        return "colour share " + ", ".join(f"{n} {a:.2f}" for n, a in zip(COLOR_NAMES, fs)) + \
+            f" (uniform: {1 / len(fs):.2f})"
+    fr = colour_frequencies(real.clamp(-1, 1))
+    return ("colour share of object pixels: " + ", ".join(f"{n} {a:.2f} ({b:.2f})" for n, a, b in zip(COLOR_NAMES, fs, fr))
+            + f"; distance to real (TV) {0.5 * abs(fs - fr).sum():.3f}")
 
 
 def objects_per_clip(v: torch.Tensor) -> float:
@@ -111,11 +120,7 @@ def main() -> None:
     (es, ss), (er, sr) = motion(v), motion(real)
     print(f"empty {es:.3f} (real {er:.3f}); centroid speed {ss:.2f} px/frame (real {sr:.2f})")
     many = torch.stack([ev[i]["video"] for i in range(min(256, len(ev)))])
-    fs, fr = colour_share(v), colour_share(many)
-    from vidiff.data.shapes import COLOR_NAMES
-
-    print("colour share of object pixels: " + ", ".join(f"{n} {a:.2f} ({b:.2f})" for n, a, b in zip(COLOR_NAMES, fs, fr))
-          + f"; distance to real (TV) {0.5 * abs(fs - fr).sum():.3f}")
+    print(colour_share_text(v, many))
     print(f"objects per clip (colours with >= 10 pixels per frame) {objects_per_clip(v):.2f} "
           f"(real {objects_per_clip(many):.2f})")
     if args.no_memorisation:

@@ -5,10 +5,11 @@
 
 Draws x_T for all `--num` videos at once from `--seed` (frames correlated as the model was trained), runs the
 sampler over the whole batch and prints the scores of bench/sample_checks.py (empty clips, persistence, colour
-drift, centroid speed) and which clips came out empty. Because x_T is shared, rows for one model differ only by the
-sampler. `--eps-scale L` divides the predicted noise by L and makes x0 consistent with it (the exposure-bias
-correction of Ning et al. 2024, "Elucidating the exposure bias in diffusion models"). Used for the "Fifth round"
-tables of docs/benchmarks.md.
+drift, centroid speed, objects per clip, colour share) and which clips came out empty. Because x_T is shared, rows
+for one model differ only by the sampler. `--self-cond` and `--self-cond-below` change what a self-conditioned model
+gets as its previous estimate. `--eps-scale L` divides the predicted noise by L and makes x0 consistent with it
+(the exposure-bias correction of Ning et al. 2024, "Elucidating the exposure bias in diffusion models"). Used for
+the "Fifth round" and "Sixth round" tables of docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    from sample_checks import colour_drift, colour_share, motion, objects_per_clip, persistence
+    from sample_checks import colour_drift, colour_share_text, motion, objects_per_clip, persistence
 
     from vidiff.build import build_denoiser
     from vidiff.config import load_config
@@ -90,11 +91,7 @@ def main() -> None:
     print(f"{weights} {args.sampler} {args.steps} steps{sc}, eps / {lam:g}, {args.num} samples, seed {args.seed}: "
           f"empty {empty:.3f} persistence {persistence(v)[0]:.3f} colour drift {colour_drift(v):.3f} "
           f"speed {speed:.2f}; empty clips {[i for i in range(args.num) if which[i]]}")
-    from vidiff.data.shapes import COLOR_NAMES
-
-    share = colour_share(v)
-    print(f"objects per clip {objects_per_clip(v):.2f}; colour share "
-          + " ".join(f"{n} {a:.2f}" for n, a in zip(COLOR_NAMES, share)) + f" (uniform: {1 / len(share):.2f})")
+    print(f"objects per clip {objects_per_clip(v):.2f}; {colour_share_text(v)}")
 
 
 if __name__ == "__main__":

@@ -24,8 +24,8 @@ def test_torchrun_two_processes(tmp_path):
 
 
 def test_time_budget_stops_every_rank_at_the_same_step(tmp_path):
-    # Rank 1's clock runs 10,000x fast: it is out of time after a fraction of a second while rank 0 is not. Every rank must still
-    # stop at the same step (a rank that stopped alone would leave the others waiting in the gradient all-reduce).
+    # Rank 1's clock runs 10,000x fast: it is out of time after a fraction of a second while rank 0 is not. Every
+    # rank must still stop at the same step (one that stopped alone would leave the others waiting in the all-reduce).
     script = tmp_path / "fast_clock.py"
     script.write_text(
         "import os, runpy, sys, time\n"
