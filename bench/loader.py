@@ -56,17 +56,17 @@ def measure(dataset, batch_size: int, batches: int, workers: int) -> float:
     import torch
     from torch.utils.data import DataLoader
 
-    from vidiff.training.loop import StepBatchSampler, _collate_videos
+    from vidiff.training.loop import StepBatchSampler, _collate
 
     sampler = StepBatchSampler(len(dataset), batch_size, seed=0)
-    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=_collate_videos, num_workers=workers,
+    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=_collate, num_workers=workers,
                         persistent_workers=workers > 0)
     it = iter(loader)
     next(it)  # worker start-up and first decode
     t0 = time.perf_counter()
     for _ in range(batches):
         batch = next(it)
-        assert batch.dtype == torch.float32
+        assert batch["video"].dtype == torch.float32
     seconds = time.perf_counter() - t0
     del it, loader
     return batches * batch_size / seconds

@@ -20,6 +20,10 @@
   distance between the two (0: the samples show the palette's colours as often as real clips do).
 - objects per clip: the mean number of palette colours with at least 10 object pixels per frame in a clip (each
   object of a real clip has its own colour; an object whose colour drifts counts twice).
+- label-conditioned models (model.num_labels > 0): each sample asks for the labels of a random held-out clip
+  (`VideoPipeline.dataset_labels`), with classifier-free guidance --guidance. The shipped shapes classifier
+  (`vidiff.evaluation.classifier`) then says whether a sample shows exactly the asked colours, and, per asked
+  object, the asked shape; printed with its score on real clips (their own labels).
 - memorisation: for 16 samples, the MSE to the nearest training clip (first 2000 clips of the train split),
   against the same for 16 held-out real clips.
 """
@@ -35,7 +39,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vidiff.config import DEFAULT_SAMPLER, DEFAULT_STEPS  # noqa: E402
+from vidiff.config import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS  # noqa: E402
 
 
 def persistence(v: torch.Tensor) -> tuple[float, float]:
@@ -85,6 +89,21 @@ def colour_drift(v: torch.Tensor) -> float:
     return float(drift(v.clamp(-1, 1)).mean())
 
 
+def asked_text(v: torch.Tensor, labels: torch.Tensor, ev) -> str:
+    """How often label-conditioned samples show what they were asked for, by the shipped shapes classifier,
+    against the same score of real clips with their own labels."""
+    from vidiff.evaluation.classifier import (asked_attributes, attribute_accuracy, load_shapes_classifier,
+                                              predict_attributes)
+
+    clf = load_shapes_classifier()
+    got = attribute_accuracy(predict_attributes(clf, v.clamp(-1, 1)), asked_attributes(labels))
+    n = min(256, len(ev))
+    real = torch.stack([ev[i]["video"] for i in range(n)])
+    ref = attribute_accuracy(predict_attributes(clf, real), asked_attributes(torch.stack([ev.labels(i) for i in range(n)])))
+    return (f"asked labels: colours exactly right {got['colors']:.3f} (real {ref['colors']:.3f}); "
+            f"asked shape right {got['shape']:.3f} per object (real {ref['shape']:.3f})")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run")
@@ -96,6 +115,8 @@ def main() -> None:
     p.add_argument("--num", type=int, default=32, help="samples to draw (the scores are noisy below ~100)")
     p.add_argument("--samples", help="score this samples.npy (uint8 (N, F, H, W, 3), as `vidiff sample` writes) "
                    "instead of drawing new samples; RUN still names the data config")
+    p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE,
+                   help=f"label-conditioned models: classifier-free guidance weight (default: {DEFAULT_GUIDANCE:g})")
     p.add_argument("--no-memorisation", action="store_true", help="skip the nearest-training-clip check")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -109,9 +130,11 @@ def main() -> None:
 
         u8 = torch.from_numpy(np.load(args.samples))  # (N, F, H, W, 3)
         v = u8.permute(0, 4, 1, 2, 3).float() / 127.5 - 1  # (N, C, F, H, W)
-    else:
+    labels = pipe.dataset_labels(args.num, args.seed) if pipe.denoiser.num_labels else None
+    if not args.samples:
         v = pipe(num_videos=args.num, num_inference_steps=args.steps, sampler=args.sampler, eta=args.eta,
-                 generator=torch.Generator().manual_seed(args.seed), progress=False).videos
+                 generator=torch.Generator().manual_seed(args.seed), progress=False, labels=labels,
+                 guidance_scale=args.guidance).videos
     ev = build_dataset(cfg.data, "eval")
     real = torch.stack([ev[i]["video"] for i in range(min(64, len(ev)))])
     (ps, cs), (pr, cr) = persistence(v), persistence(real)
@@ -123,6 +146,8 @@ def main() -> None:
     print(colour_share_text(v, many))
     print(f"objects per clip (colours with >= 10 pixels per frame) {objects_per_clip(v):.2f} "
           f"(real {objects_per_clip(many):.2f})")
+    if labels is not None:
+        print(asked_text(v, labels, ev))
     if args.no_memorisation:
         return
 

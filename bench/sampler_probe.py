@@ -1,14 +1,15 @@
 """Score one sampler setting on a run or one of its EMA checkpoints: every setting starts from the same x_T.
 
     python bench/sampler_probe.py RUN [--checkpoint STEP] [--num 64] [--sampler ddpm] [--steps 100] [--eps-scale 1.0]
-                                  [--self-cond {previous,same,off}] [--self-cond-below T]
+                                  [--self-cond {previous,same,off}] [--self-cond-below T] [--guidance W]
 
 Draws x_T for all `--num` videos at once from `--seed` (frames correlated as the model was trained), runs the
 sampler over the whole batch and prints the scores of bench/sample_checks.py (empty clips, persistence, colour
 drift, centroid speed, objects per clip, colour share) and which clips came out empty. Because x_T is shared, rows
 for one model differ only by the sampler. `--self-cond` and `--self-cond-below` change what a self-conditioned model
 gets as its previous estimate. `--eps-scale L` divides the predicted noise by L and makes x0 consistent with it
-(the exposure-bias correction of Ning et al. 2024, "Elucidating the exposure bias in diffusion models"). Used for
+(the exposure-bias correction of Ning et al. 2024, "Elucidating the exposure bias in diffusion models"). A
+label-conditioned model is asked for the labels of held-out clips with classifier-free guidance `--guidance`. Used for
 the "Fifth round" and "Sixth round" tables of docs/benchmarks.md.
 """
 
@@ -39,6 +40,9 @@ def main() -> None:
     p.add_argument("--self-cond-below", type=int, default=None, metavar="T",
                    help="pass x_self only at timesteps <= T (none above)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--guidance", type=float, default=2.0,
+                   help="label-conditioned models: classifier-free guidance weight; each sample asks for the labels "
+                        "of a held-out clip (default: 2)")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -67,13 +71,13 @@ def main() -> None:
     x_T = video_noise(shape, dn.noise_correlation, g, "cpu")
     lam = args.eps_scale
 
-    def denoise(x, t, **kw):
+    def denoise(x, t, labels=None, **kw):
         if dn.self_conditioning:
             if args.self_cond == "off" or (args.self_cond_below is not None and int(t[0]) > args.self_cond_below):
                 kw = {"x_self": None}
             elif args.self_cond == "same":
-                kw = {"x_self": dn(x, t, x_self=None)[0].clamp(-1, 1)}
-        x0, eps = dn(x, t, **kw)
+                kw = {"x_self": dn(x, t, x_self=None, labels=labels)[0].clamp(-1, 1)}
+        x0, eps = dn(x, t, labels=labels, **kw)
         if lam != 1.0:
             a = dn.alphas_cumprod[t].float().view(-1, 1, 1, 1, 1)
             eps = eps / lam
@@ -81,14 +85,22 @@ def main() -> None:
         return x0, eps
 
     denoise.self_conditioning = dn.self_conditioning
+    denoise.alphas_cumprod, denoise.noise_correlation = dn.alphas_cumprod, dn.noise_correlation
+    fn, guided = denoise, ""
+    if dn.num_labels:  # label-conditioned: ask for the labels of held-out clips, as sample_checks does
+        from vidiff.diffusion.guidance import classifier_free_guidance
+        from vidiff.pipeline import VideoPipeline
+
+        labels = VideoPipeline(dn, cfg, torch.device("cpu")).dataset_labels(args.num, args.seed)
+        fn, guided = classifier_free_guidance(denoise, labels, args.guidance), f", guidance {args.guidance:g}"
     with torch.no_grad():
-        v = sample(denoise, shape, dn.alphas_cumprod, sampler=args.sampler, num_steps=args.steps, generator=g,
+        v = sample(fn, shape, dn.alphas_cumprod, sampler=args.sampler, num_steps=args.steps, generator=g,
                    x_T=x_T, noise_correlation=dn.noise_correlation)
     empty, speed = motion(v)
     which = object_motion(v.clamp(-1, 1))[0]
     sc = "" if not dn.self_conditioning else f", self-conditioning {args.self_cond}" + (
         f" below t = {args.self_cond_below}" if args.self_cond_below is not None else "")
-    print(f"{weights} {args.sampler} {args.steps} steps{sc}, eps / {lam:g}, {args.num} samples, seed {args.seed}: "
+    print(f"{weights} {args.sampler} {args.steps} steps{sc}{guided}, eps / {lam:g}, {args.num} samples, seed {args.seed}: "
           f"empty {empty:.3f} persistence {persistence(v)[0]:.3f} colour drift {colour_drift(v):.3f} "
           f"speed {speed:.2f}; empty clips {[i for i in range(args.num) if which[i]]}")
     print(f"objects per clip {objects_per_clip(v):.2f}; {colour_share_text(v)}")

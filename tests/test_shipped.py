@@ -15,3 +15,14 @@ def test_shipped_model_loads_and_samples(name):
     out = pipe(num_videos=1, num_inference_steps=2, generator=torch.Generator().manual_seed(0), progress=False)
     assert out.videos.shape == (1, 3, d.num_frames, d.size, d.size)
     assert torch.isfinite(out.videos).all() and out.videos.abs().max() <= 1
+
+
+def test_shapes32_is_the_demo_preset_trained_longer():
+    """The README promises that `shapes32` is the demo's config trained for longer: only `train` may differ."""
+    from vidiff.cli import _config_path
+    from vidiff.config import load_config
+
+    shipped = load_config(resolve_run("shapes32") / "config.json")
+    demo = load_config(_config_path("demo"))
+    for section in ("data", "model", "diffusion", "masks"):
+        assert getattr(shipped, section) == getattr(demo, section), section

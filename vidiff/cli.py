@@ -11,7 +11,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from vidiff.config import DEFAULT_SAMPLER, DEFAULT_STEPS, default_steps
+from vidiff.config import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS, default_steps
 from vidiff.errors import ConfigError, VidiffError
 
 PRESETS_DIR = resources.files("vidiff") / "presets"
@@ -68,6 +68,8 @@ def _use_data(cfg, data: str, workers, overrides: list[str]) -> None:
     if not path.exists():
         raise VidiffError(f"--data {data}: no such folder, video file or cache")
     cfg.data.dataset = str(path)
+    if not any(o.startswith("model.num_labels=") for o in overrides):
+        cfg.model.num_labels = 0  # the preset's labels describe the shapes data; video folders train unconditionally
     if workers is not None:
         cfg.train.num_workers = workers
     elif cfg.train.num_workers == 0 and not any(o.startswith("train.num_workers=") for o in overrides):
@@ -102,27 +104,40 @@ def cmd_data_inspect(args) -> int:
 
 
 def _sample_to(run: str, out: Path, num: int, steps: int, sampler: str, eta: float, seed: int, fps: float,
-               device: str, quiet: bool) -> None:
+               device: str, quiet: bool, prompts: list[str] | None = None, guidance: float = DEFAULT_GUIDANCE) -> None:
     import torch
 
+    from vidiff.data.shapes import labels_caption
     from vidiff.io import write_samples
     from vidiff.pipeline import VideoPipeline
 
     pipe = VideoPipeline.from_pretrained(run, device=device)
     steps = default_steps(pipe.denoiser.num_timesteps) if steps is None else steps
+    labels = None
+    if pipe.denoiser.num_labels:  # label-conditioned: the prompts, or the labels of random held-out clips
+        labels = pipe.labels_for([prompts[i % len(prompts)] for i in range(num)]) if prompts else \
+            pipe.dataset_labels(num, seed)
+    elif prompts:
+        raise VidiffError(f"{run} was trained without labels (model.num_labels = 0): --prompt needs a "
+                          f"label-conditioned model")
     t0 = time.perf_counter()
     result = pipe(num_videos=num, num_inference_steps=steps, sampler=sampler, eta=eta,
-                  generator=torch.Generator().manual_seed(seed), progress=not quiet)
+                  generator=torch.Generator().manual_seed(seed), progress=not quiet, labels=labels,
+                  guidance_scale=guidance)
     seconds = time.perf_counter() - t0
     write_samples(out, result.frames(), fps=fps)
-    print(f"sampled {num} videos ({sampler}, {steps} steps) in {seconds:.1f} s "
-          f"({seconds / num:.2f} s per video) -> {out}")
+    how = f"{sampler}, {steps} steps" + (f", guidance {guidance:g}" if labels is not None else "")
+    print(f"sampled {num} videos ({how}) in {seconds:.1f} s ({seconds / num:.2f} s per video) -> {out}")
+    if labels is not None:
+        captions = [labels_caption(k) for k in labels]
+        (out / "captions.txt").write_text("".join(f"sample_{i:03d}: {c}\n" for i, c in enumerate(captions)))
+        print("asked for: " + "; ".join(captions[:8]) + (" ..." if num > 8 else "") + f" ({out / 'captions.txt'})")
 
 
 def cmd_sample(args) -> int:
     out = Path(args.out) if args.out else (Path(args.run) / "samples" if Path(args.run).is_dir() else Path("samples"))
     _sample_to(args.run, out, args.num, args.steps, args.sampler, args.eta, args.seed, args.fps, args.device,
-               args.quiet)
+               args.quiet, args.prompt, args.guidance)
     return 0
 
 
@@ -144,7 +159,8 @@ def cmd_demo(args) -> int:
     if summary.get("interrupted_by"):
         return 130 if summary["interrupted_by"] == "SIGINT" else 143
     print(f"training time: {(time.perf_counter() - t0) / 60:.1f} min ({summary['step']} steps)")
-    _sample_to(str(out), out / "samples", args.num, args.steps, args.sampler, 0.0, args.seed, 8, "auto", args.quiet)
+    _sample_to(str(out), out / "samples", args.num, args.steps, args.sampler, 0.0, args.seed, 8, "auto", args.quiet,
+               guidance=args.guidance)
     print(f"look at {out / 'samples' / 'grid.gif'} (all videos) or the per-video mp4/gif files there")
     return 0
 
@@ -239,16 +255,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     d = sub.add_parser("demo", help="train on the built-in bouncing shapes, then sample 8 videos",
-                       description="Train the embedded default model (16 frames x 32x32 bouncing shapes) within a "
-                                   "time budget, then sample videos into OUT/samples.")
+                       description="Train the embedded default model (16 frames x 32x32 bouncing shapes, "
+                                   "conditioned on each clip's objects: 'a red circle and a blue square') within a "
+                                   "time budget, then sample videos into OUT/samples, each asked to show the objects "
+                                   "of a random held-out clip (OUT/samples/captions.txt), with classifier-free "
+                                   "guidance 2.")
     d.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
     d.add_argument("--minutes", type=float, default=None,
-                   help="training time budget in minutes (default: the preset's, 9.5: with installing and sampling, "
+                   help="training time budget in minutes (default: the preset's, 9.0: with installing and sampling, "
                         "a fresh `make demo` stays under 12 minutes on 2 CPU cores)")
     d.add_argument("--num", type=int, default=8, help="videos to sample afterwards (default: 8)")
     d.add_argument("--steps", type=int, default=None, help=STEPS_HELP)
     d.add_argument("--sampler", choices=["ddim", "ddpm"], default=DEFAULT_SAMPLER, help=SAMPLER_HELP)
     d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE,
+                   help=f"classifier-free guidance weight (1: none; default: {DEFAULT_GUIDANCE:g})")
     d.add_argument("--fresh", action="store_true", help="start over even if OUT holds an earlier demo run")
     d.add_argument("--quiet", action="store_true", help="no progress bars")
     d.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.steps=100")
@@ -265,7 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", metavar="PATH",
                    help="train on your own videos: a folder (searched recursively for mp4, mov, avi, mkv, webm, gif "
                         "and folders of numbered png/jpg images) or a cache made by `vidiff data prepare`; sets "
-                        "data.dataset. Clip length and size come from data.num_frames and data.size")
+                        "data.dataset, and model.num_labels=0 (unconditional: the preset's labels describe the shapes "
+                        "data). Clip length and size come from data.num_frames and data.size")
     t.add_argument("--workers", type=int, metavar="N",
                    help="DataLoader worker processes (train.num_workers; with --data the default is "
                         "min(4, CPU cores - 1))")
@@ -322,6 +344,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--fps", type=float, default=8.0)
     s.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     s.add_argument("--out", help="output folder (default: RUN/samples)")
+    s.add_argument("--prompt", action="append", metavar="TEXT",
+                   help="label-conditioned models: what to show, in the dataset's words, e.g. 'a red circle and a "
+                        "blue square' (repeat for several; videos cycle through them). Default: the labels of "
+                        "random held-out clips. Written to OUT/captions.txt")
+    s.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE,
+                   help=f"label-conditioned models: classifier-free guidance weight (1: none; default: "
+                        f"{DEFAULT_GUIDANCE:g})")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=cmd_sample)
 

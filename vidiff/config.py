@@ -25,6 +25,7 @@ from vidiff.errors import ConfigError
 # 2.5x the sampling time (docs/benchmarks.md, "Fifth round").
 DEFAULT_SAMPLER = "ddpm"
 DEFAULT_STEPS = 250
+DEFAULT_GUIDANCE = 2.0  # classifier-free guidance weight for label-conditioned models (1: no guidance)
 
 
 def default_steps(timesteps: int) -> int:
@@ -72,6 +73,11 @@ class ModelConfig:
     self_condition: bool = False
     dropout: float = 0.0
     emb_mult: int = 4  # timestep-embedding width = channels * emb_mult
+    # Label conditioning: the size of the label vocabulary (0: unconditional). Each clip carries a set of labels
+    # (`shapes`: one per object, "red circle", "blue square", ...; vidiff.data.shapes.LABELS); their embeddings are
+    # summed into the timestep embedding (Dhariwal & Nichol 2021). A clip with no labels is the unconditional case
+    # that classifier-free guidance needs (train.label_dropout).
+    num_labels: int = 0
 
 
 @dataclass
@@ -112,6 +118,9 @@ class TrainConfig:
     compile: bool = False  # torch.compile the network (GPU; on CPU the first step takes minutes for no gain)
     num_workers: int = 0  # DataLoader worker processes
     threads: int = 0  # torch CPU threads (0 = torch's default)
+    # Label-conditioned models: the probability that a clip's labels are dropped, so that the same network also
+    # learns the unconditional model (classifier-free guidance, Ho & Salimans 2022)
+    label_dropout: float = 0.1
 
 
 @dataclass
@@ -332,7 +341,18 @@ def validate_run(cfg: RunConfig) -> None:
         (t.keep_checkpoints >= 1, "train.keep_checkpoints must be >= 1"),
         (t.max_nonfinite_steps >= 1, "train.max_nonfinite_steps must be >= 1"),
         (t.checkpoint_every >= 1 and t.log_every >= 1, "train.checkpoint_every and train.log_every must be >= 1"),
+        (0 <= t.label_dropout < 1, "train.label_dropout must be in [0, 1)"),
+        (m.num_labels >= 0, "model.num_labels must be >= 0 (0: unconditional)"),
     ]
+    if m.num_labels:
+        from vidiff.data.shapes import LABELS
+
+        if d.dataset != "shapes":
+            checks.append((False, "model.num_labels needs a dataset with labels: only data.dataset=shapes has them "
+                                  "(set model.num_labels=0)"))
+        elif m.num_labels != len(LABELS):
+            checks.append((False, f"model.num_labels must be {len(LABELS)} for shapes (one per colour and shape), "
+                                  f"got {m.num_labels}"))
     levels = len(m.channel_mults)
     factor = m.patch_size * 2 ** (levels - 1)
     if m.patch_size < 1 or d.size % factor != 0:

@@ -3,6 +3,11 @@
     pipe = VideoPipeline.from_pretrained("runs/demo")          # config.json + model.safetensors
     out = pipe(num_videos=4, num_inference_steps=50, generator=torch.Generator().manual_seed(0))
     write_video("out.mp4", out.videos[0], fps=8)                # out.videos: (N, C, F, H, W) in [-1, 1]
+
+A label-conditioned model (model.num_labels > 0) also takes labels, with classifier-free guidance:
+
+    labels = pipe.labels_for(["a red circle", "a blue square and a green triangle"])   # (2, max_objects)
+    out = pipe(num_videos=2, labels=labels, guidance_scale=2.0)
 """
 
 from __future__ import annotations
@@ -16,9 +21,9 @@ import numpy as np
 import torch
 
 from vidiff.build import build_denoiser
-from vidiff.config import DEFAULT_SAMPLER, RunConfig, default_steps, load_config
+from vidiff.config import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, RunConfig, default_steps, load_config
 from vidiff.diffusion import SAMPLERS, sample
-from vidiff.diffusion.guidance import masked_model_denoise
+from vidiff.diffusion.guidance import classifier_free_guidance, masked_model_denoise
 from vidiff.errors import CheckpointError, VidiffError
 from vidiff.io import to_frames
 from vidiff.training.checkpoint import CONFIG, WEIGHTS, load_into, load_tensors
@@ -74,7 +79,11 @@ class VideoPipeline:
     @torch.no_grad()
     def __call__(self, num_videos: int = 1, num_inference_steps: Optional[int] = None, sampler: str = DEFAULT_SAMPLER,
                  eta: float = 0.0, generator: Optional[torch.Generator] = None, batch_size: int = 16,
-                 progress: bool = True) -> VideoPipelineOutput:
+                 progress: bool = True, labels: Optional[torch.Tensor] = None,
+                 guidance_scale: float = DEFAULT_GUIDANCE) -> VideoPipelineOutput:
+        """`labels` (num_videos, L) long (-1: empty slot), for a label-conditioned model: each video shows its
+        labels, with classifier-free guidance of weight `guidance_scale`. Without labels such a model samples
+        unconditionally."""
         if sampler not in SAMPLERS:
             raise VidiffError(f"unknown sampler {sampler!r}; choose from {', '.join(sorted(SAMPLERS))}")
         T = self.denoiser.num_timesteps
@@ -83,6 +92,15 @@ class VideoPipeline:
             raise VidiffError(f"number of steps must be between 1 and {T}, got {num_inference_steps}")
         if num_videos < 1:
             raise VidiffError(f"number of videos must be >= 1, got {num_videos}")
+        if labels is not None:
+            if not self.denoiser.num_labels:
+                raise VidiffError("this model was trained without labels (model.num_labels = 0): it cannot take any")
+            labels = torch.as_tensor(labels, dtype=torch.long)
+            if labels.ndim != 2 or labels.shape[0] != num_videos:
+                raise VidiffError(f"labels must be (num_videos, slots) = ({num_videos}, ...), "
+                                  f"got {tuple(labels.shape)}")
+            if labels.numel() and not (-1 <= labels.min() and labels.max() < self.denoiser.num_labels):
+                raise VidiffError(f"labels must lie in -1..{self.denoiser.num_labels - 1}")
         d, m = self.config.data, self.config.model
         from tqdm.auto import tqdm
 
@@ -92,10 +110,39 @@ class VideoPipeline:
             n = min(batch_size, num_videos - start)
             shape = (n, m.in_channels, d.num_frames, d.size, d.size)
             denoise = masked_model_denoise(self.denoiser) if self.config.masks.enabled else self.denoiser
+            if labels is not None:
+                denoise = classifier_free_guidance(denoise, labels[start:start + n], guidance_scale)
             videos.append(sample(denoise, shape, self.denoiser.alphas_cumprod, sampler=sampler,
                                  num_steps=num_inference_steps, eta=eta, generator=generator, device=self.device,
                                  progress=progress, noise_correlation=self.denoiser.noise_correlation))
         return VideoPipelineOutput(videos=torch.cat(videos).cpu())
+
+    def labels_for(self, captions: list[str]) -> torch.Tensor:
+        """Captions in the dataset's words ("a red circle and a blue square") -> labels (N, max_objects)."""
+        from vidiff.data.shapes import parse_caption
+
+        if not self.denoiser.num_labels:
+            raise VidiffError("this model was trained without labels (model.num_labels = 0): it cannot take a caption")
+        m = self.config.data.max_objects
+        out = torch.full((len(captions), m), -1, dtype=torch.long)
+        for i, text in enumerate(captions):
+            try:
+                k = parse_caption(text, m)
+            except ValueError as e:
+                raise VidiffError(str(e)) from None
+            out[i, :len(k)] = torch.tensor(k)
+        return out
+
+    def dataset_labels(self, num: int, seed: int = 0) -> torch.Tensor:
+        """The labels of `num` random held-out clips of the training dataset (N, max_objects): videos sampled
+        with them show objects as often as the data does."""
+        import numpy as np
+
+        from vidiff.data import build_dataset
+
+        data = build_dataset(self.config.data, "eval")
+        index = np.random.default_rng([seed, 7]).choice(len(data), size=num, replace=num > len(data))
+        return torch.stack([data.labels(int(i)) for i in index])
 
     # One model, many tasks (vidiff.tasks): each returns videos (B, C, F, H, W) in [-1, 1].
     def predict(self, context, num_future: int, **kwargs) -> torch.Tensor:

@@ -23,6 +23,46 @@ COLORS = {  # name -> RGB in [0, 1]
 }
 COLOR_NAMES = tuple(COLORS)
 SUPERSAMPLE = 4
+# The label vocabulary of label-conditioned models: one label per (colour, shape) pair of an object.
+LABELS = tuple(f"{c} {s}" for c in COLOR_NAMES for s in SHAPES)  # "red circle", "red square", ...
+
+
+def object_labels(label_shape: torch.Tensor, label_color: torch.Tensor) -> torch.Tensor:
+    """(..., max_objects) shape and colour indices (-1 past the last object) -> label indices into LABELS (-1 kept)."""
+    return torch.where(label_shape >= 0, label_color * len(SHAPES) + label_shape, torch.full_like(label_shape, -1))
+
+
+def labels_caption(labels) -> str:
+    """Label indices (-1 ignored) -> a caption such as "a red circle and a blue square" ("" for none)."""
+    words = [LABELS[int(k)].split() for k in labels if int(k) >= 0]
+    return caption([s for _, s in words], [c for c, _ in words]) if words else ""
+
+
+def parse_caption(text: str, max_objects: int) -> list[int]:
+    """A caption in the dataset's words ("a red circle and a blue square", "green triangle") -> label indices.
+    Raises ValueError naming the first word it cannot place."""
+    import re
+
+    words = [w for w in re.split(r"[\s,]+", text.lower()) if w and w not in ("a", "an", "and", "one")]
+    labels, colour = [], None
+    for w in words:
+        w = w[:-1] if w.endswith("s") and w[:-1] in SHAPES else w  # "squares" -> "square"
+        if w in COLORS and colour is None:
+            colour = w
+        elif w in SHAPES and colour is not None:
+            labels.append(LABELS.index(f"{colour} {w}"))
+            colour = None
+        else:
+            expect = "a shape" if colour else "a colour"
+            raise ValueError(f"cannot read {text!r}: expected {expect} at {w!r} (colours: {', '.join(COLOR_NAMES)}; "
+                             f"shapes: {', '.join(SHAPES)})")
+    if colour is not None or not labels:
+        raise ValueError(f"cannot read {text!r}: describe each object as a colour and a shape, e.g. 'a red circle'")
+    if len(labels) > max_objects:
+        raise ValueError(f"{text!r} has {len(labels)} objects; this model was trained with at most {max_objects}")
+    if len({LABELS[k].split()[0] for k in labels}) < len(labels):
+        raise ValueError(f"{text!r}: objects of one clip have distinct colours in this dataset")
+    return labels
 
 
 def bounce(start: np.ndarray, velocity: np.ndarray, lo: np.ndarray, hi: np.ndarray, frames: np.ndarray) -> np.ndarray:
@@ -58,7 +98,8 @@ class BouncingShapes(Dataset):
     """Clips of bouncing shapes.
 
     Each item is a dict: `video` (C, F, H, W) float32 in [-1, 1]; `label_shape`, `label_color`
-    (max_objects,) long, -1 past `num_objects`; `caption` str; `centers` (F, max_objects, 2) float
+    (max_objects,) long, -1 past `num_objects`; `labels` (max_objects,) long, indices into LABELS (one per object,
+    -1 past `num_objects`); `caption` str; `centers` (F, max_objects, 2) float
     (x, y) in pixels, -1 past `num_objects`; `velocity` (max_objects, 2) pixels per frame.
     """
 
@@ -96,6 +137,20 @@ class BouncingShapes(Dataset):
             "velocity": velocity,
         }
 
+    def labels(self, index: int) -> torch.Tensor:
+        """(max_objects,) long: item `index`'s object labels (indices into LABELS, -1 past the last object),
+        without rendering it."""
+        return object_labels(*self._shape_and_colour(self.objects(index)))
+
+    def _shape_and_colour(self, obj: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """(max_objects,) long shape and colour indices of `objects()`' output, -1 past the last object."""
+        n, m = len(obj["shapes"]), self.max_objects
+        label_shape = torch.full((m,), -1, dtype=torch.long)
+        label_color = torch.full((m,), -1, dtype=torch.long)
+        label_shape[:n] = torch.tensor([SHAPES.index(x) for x in obj["shapes"]])
+        label_color[:n] = torch.tensor([COLOR_NAMES.index(x) for x in obj["colors"]])
+        return label_shape, label_color
+
     def render(self, obj: dict) -> np.ndarray:
         """(F, H, W, 3) float32 in [0, 1]; later objects are drawn over earlier ones."""
         F, s, ss = self.num_frames, self.size, SUPERSAMPLE
@@ -120,10 +175,7 @@ class BouncingShapes(Dataset):
         obj = self.objects(index)
         frames = self.render(obj)  # (F, H, W, 3) in [0, 1]
         n, m = len(obj["shapes"]), self.max_objects
-        label_shape = torch.full((m,), -1, dtype=torch.long)
-        label_color = torch.full((m,), -1, dtype=torch.long)
-        label_shape[:n] = torch.tensor([SHAPES.index(x) for x in obj["shapes"]])
-        label_color[:n] = torch.tensor([COLOR_NAMES.index(x) for x in obj["colors"]])
+        label_shape, label_color = self._shape_and_colour(obj)
         centers = torch.full((self.num_frames, m, 2), -1.0)
         centers[:, :n] = torch.from_numpy(obj["centers"]).float()
         velocity = torch.zeros(m, 2)
@@ -135,6 +187,7 @@ class BouncingShapes(Dataset):
             "num_objects": n,
             "label_shape": label_shape,
             "label_color": label_color,
+            "labels": object_labels(label_shape, label_color),  # (max_objects,) indices into LABELS, -1 past n
             "caption": caption(obj["shapes"], obj["colors"]),
             "centers": centers,
             "velocity": velocity,

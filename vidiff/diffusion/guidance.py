@@ -1,4 +1,4 @@
-"""Conditioning on known pixels at sampling time. Each function wraps a denoise function
+"""Conditioning at sampling time: classifier-free guidance on labels, and known pixels. Each function wraps a denoise function
 `denoise(x_t, t) -> (x0_hat, eps_hat)` into another one, so that any sampler can use it (a self-conditioned
 model's also takes `x_self=`, the previous x0 estimate, and passes it on).
 
@@ -17,15 +17,16 @@ from vidiff.diffusion.schedules import append_dims, q_sample, video_noise
 
 def masked_model_denoise(denoiser, known: Optional[torch.Tensor] = None, mask: Optional[torch.Tensor] = None):
     """For a model trained with masks (MCVD): the known frames and the mask go in as extra channels.
-    With no `known`, the model is asked for unconditional samples (an all-zero mask)."""
+    With no `known`, the model is asked for unconditional samples (an all-zero mask); a label-conditioned one also
+    takes `labels=` (so that `classifier_free_guidance` can wrap this function)."""
 
-    def denoise(x_t, t, x_self=None):
+    def denoise(x_t, t, x_self=None, labels=None):
         if known is None:
             k = torch.zeros_like(x_t)
             m = torch.zeros(x_t.shape[0], 1, x_t.shape[2], 1, 1, device=x_t.device)
         else:
             k, m = known.to(x_t.device), mask.to(x_t.device)
-        x0, eps = denoiser(x_t, t, conditioning_channels(k, m), x_self=x_self)
+        x0, eps = denoiser(x_t, t, conditioning_channels(k, m), x_self=x_self, labels=labels)
         return _keep_known(x0, eps, x_t, t, known, mask, denoiser.alphas_cumprod)
 
     denoise.alphas_cumprod = denoiser.alphas_cumprod  # so that replacement / guidance can wrap it like a Denoiser
@@ -91,3 +92,29 @@ def _replace(x_t, t, known, mask, denoiser, generator):
     noisy_known = q_sample(known.to(x_t.device), denoiser.alphas_cumprod.to(x_t.device)[t].float(), noise)
     m = mask.to(x_t.device).expand_as(x_t)
     return torch.where(m > 0.5, noisy_known, x_t)
+
+
+def classifier_free_guidance(denoiser, labels: torch.Tensor, scale: float = 1.0):
+    # `denoiser`: a Denoiser, or a wrapper that takes labels= (masked_model_denoise without known frames)
+    """Classifier-free guidance (Ho & Salimans 2022) for a label-conditioned model trained with label dropout:
+        x^0 = x^0(no labels) + w * (x^0(labels) - x^0(no labels)),   w = `scale`,
+    and eps likewise (both are affine in the network output, so they stay consistent). w = 1 is the conditional
+    model alone, w = 0 the unconditional one, w > 1 trades diversity for agreement with the labels.
+    labels: (B, L) long indices, -1 for an empty slot. The two predictions share one batched network call."""
+
+    def denoise(x_t, t, x_self=None):
+        lab = labels.to(x_t.device)
+        if scale == 1.0:
+            return denoiser(x_t, t, x_self=x_self, labels=lab)
+        if scale == 0.0:
+            return denoiser(x_t, t, x_self=x_self, labels=torch.full_like(lab, -1))
+        xs = None if x_self is None else torch.cat([x_self, x_self])
+        x0, eps = denoiser(torch.cat([x_t, x_t]), torch.cat([t, t]), x_self=xs,
+                           labels=torch.cat([lab, torch.full_like(lab, -1)]))  # (2B, C, F, H, W) each
+        (x0_c, x0_u), (eps_c, eps_u) = x0.chunk(2), eps.chunk(2)
+        return x0_u + scale * (x0_c - x0_u), eps_u + scale * (eps_c - eps_u)
+
+    denoise.alphas_cumprod = denoiser.alphas_cumprod
+    denoise.noise_correlation = denoiser.noise_correlation
+    denoise.self_conditioning = denoiser.self_conditioning
+    return denoise

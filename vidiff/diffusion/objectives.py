@@ -84,22 +84,29 @@ class Denoiser(nn.Module):
         """Whether the network takes its previous x0 estimate (samplers then pass it as `x_self`)."""
         return bool(getattr(getattr(self.net, "config", None), "self_condition", False))
 
+    @property
+    def num_labels(self) -> int:
+        """The label vocabulary of a label-conditioned network (0: unconditional)."""
+        return int(getattr(getattr(self.net, "config", None), "num_labels", 0))
+
     def predict(self, x_t: torch.Tensor, t: torch.Tensor, cond: Optional[torch.Tensor] = None,
-                net: Optional[Callable] = None, x_self: Optional[torch.Tensor] = None) -> torch.Tensor:
-        # x_t: (B, C, F, H, W), t: (B,) long -> raw network output (B, C, F, H, W).
+                net: Optional[Callable] = None, x_self: Optional[torch.Tensor] = None,
+                labels: Optional[torch.Tensor] = None) -> torch.Tensor:
+        # x_t: (B, C, F, H, W), t: (B,) long, labels: (B, L) long (-1: none) -> raw network output (B, C, F, H, W).
         # `net` replaces self.net for this call (a DDP- or torch.compile-wrapped copy of it).
-        if self.self_conditioning:
-            return (net or self.net)(x_t, t.float(), cond, x_self)
-        return (net or self.net)(x_t, t.float(), cond)
+        args = (x_t, t.float(), cond) + ((x_self,) if self.self_conditioning else ())
+        if labels is not None and self.num_labels:
+            return (net or self.net)(*args, labels=labels)
+        return (net or self.net)(*args)
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: Optional[torch.Tensor] = None,
-                x_self: Optional[torch.Tensor] = None):
-        pred = self.predict(x_t, t, cond, x_self=x_self).float()
+                x_self: Optional[torch.Tensor] = None, labels: Optional[torch.Tensor] = None):
+        pred = self.predict(x_t, t, cond, x_self=x_self, labels=labels).float()
         return to_x0_eps(self.objective, pred, x_t.float(), self.alpha_bar(t))
 
     def loss(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, cond: Optional[torch.Tensor] = None,
              loss_mask: Optional[torch.Tensor] = None, net: Optional[Callable] = None,
-             self_condition_prob: float = 0.5) -> torch.Tensor:
+             self_condition_prob: float = 0.5, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Per-sample weighted MSE, shape (B,). `loss_mask` (broadcastable to x0) marks the elements that count.
         A self-conditioned network gets its own x0 estimate fed back in a fraction `self_condition_prob` of calls."""
         alpha_bar = self.alpha_bar(t)
@@ -109,9 +116,9 @@ class Denoiser(nn.Module):
             # Self-conditioning: half of the steps first estimate x0 without gradient and feed it back in,
             # as the sampler does with the previous step's estimate (clipped like the sampler's).
             with torch.no_grad():
-                first = self.predict(x_t, t, cond, net).float()
+                first = self.predict(x_t, t, cond, net, labels=labels).float()
                 x_self = to_x0_eps(self.objective, first, x_t.float(), alpha_bar)[0].clamp(-1, 1)
-        pred = self.predict(x_t, t, cond, net, x_self).float()
+        pred = self.predict(x_t, t, cond, net, x_self, labels=labels).float()
         target = training_target(self.objective, x0, noise, alpha_bar)
         err = (pred - target) ** 2
         if loss_mask is None:

@@ -248,6 +248,19 @@ def classifier_loss(out: dict[str, torch.Tensor], labels: dict[str, torch.Tensor
     return loss
 
 
+def asked_attributes(labels: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-colour labels, as `clip_labels` gives them, of what label-conditioned samples were asked to show:
+    labels (N, L) indices into `shapes.LABELS` (-1: empty slot) -> present (N, 6) bool, shape (N, 6) long
+    (-1 where absent). Score samples with `attribute_accuracy` on these (direction is not asked for)."""
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    present = torch.zeros(labels.shape[0], NUM_COLORS, dtype=torch.bool)
+    shape = torch.full((labels.shape[0], NUM_COLORS), -1, dtype=torch.long)
+    for i, j in (labels >= 0).nonzero().tolist():
+        colour, kind = divmod(int(labels[i, j]), NUM_SHAPES)
+        present[i, colour], shape[i, colour] = True, kind
+    return {"present": present, "shape": shape, "direction": torch.full_like(shape, -1)}
+
+
 @torch.no_grad()
 def attribute_accuracy(out: dict[str, torch.Tensor], labels: dict[str, torch.Tensor]) -> dict[str, float]:
     """Accuracy per attribute: `colors` (the set of colours present is exactly right, per clip), `shape` and

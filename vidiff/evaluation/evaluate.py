@@ -107,15 +107,19 @@ def load_samples(path: str | Path, num: int, shape: tuple) -> np.ndarray:
 
 def generated_samples(run: Path, cfg, num: int, steps: int, sampler: str, eta: float, seed: int, device: str,
                       batch_size: int, out_dir: Path, progress: bool) -> tuple[np.ndarray, dict]:
-    """Sample `num` videos, or reuse out_dir/eval/samples.npy when it was sampled from the same weights and settings."""
+    """Sample `num` videos, or reuse out_dir/eval/samples.npy when it was sampled from the same weights and settings.
+    A label-conditioned model is asked for the labels of `num` random held-out clips, with the default guidance."""
     import torch
 
+    from vidiff.config import DEFAULT_GUIDANCE
     from vidiff.evaluation.fvd import sha256_file
     from vidiff.pipeline import VideoPipeline
     from vidiff.training.checkpoint import WEIGHTS
 
     settings = {"sampler": sampler, "steps": steps, "eta": eta, "seed": seed,
                 "model_sha256": sha256_file(run / WEIGHTS)}
+    if cfg.model.num_labels:
+        settings.update(labels="held-out clips", guidance=DEFAULT_GUIDANCE)
     cache, meta_file = out_dir / EVAL_DIR / "samples.npy", out_dir / EVAL_DIR / "samples.json"
     if cache.is_file() and meta_file.is_file():
         meta = json.loads(meta_file.read_text())
@@ -124,8 +128,10 @@ def generated_samples(run: Path, cfg, num: int, steps: int, sampler: str, eta: f
             return frames, {**settings, "source": str(cache), "reused": True}
     pipe = VideoPipeline.from_pretrained(run, device=device)
     t0 = time.perf_counter()
+    labels = pipe.dataset_labels(num, seed) if cfg.model.num_labels else None
     out = pipe(num_videos=num, num_inference_steps=steps, sampler=sampler, eta=eta,
-               generator=torch.Generator().manual_seed(seed), batch_size=batch_size, progress=progress)
+               generator=torch.Generator().manual_seed(seed), batch_size=batch_size, progress=progress,
+               labels=labels, guidance_scale=DEFAULT_GUIDANCE)
     seconds = time.perf_counter() - t0
     frames = out.frames()
     cache.parent.mkdir(parents=True, exist_ok=True)

@@ -52,6 +52,8 @@ class VideoUNet(nn.Module):
         ch, mults, nb = cfg.channels, cfg.channel_mults, cfg.blocks_per_level
         emb_dim = ch * cfg.emb_mult
         self.time_mlp = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        if cfg.num_labels:  # one learned vector per label, summed over a clip's labels into the timestep embedding
+            self.label_emb = nn.Embedding(cfg.num_labels, emb_dim)
         p2 = cfg.patch_size**2
         cin = cfg.in_channels * (2 if cfg.self_condition else 1) + cfg.cond_channels
         self.conv_in = SpaceTimeConv(cin * p2, ch, "none")
@@ -95,9 +97,10 @@ class VideoUNet(nn.Module):
         self.conv_out = zero_module(SpaceTimeConv(cur, cfg.in_channels * p2, "none"))
 
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor, cond: Optional[torch.Tensor] = None,
-                x_self: Optional[torch.Tensor] = None) -> torch.Tensor:
+                x_self: Optional[torch.Tensor] = None, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
         # x: (B, C, F, H, W), c_noise: (B,), cond: (B, cond_channels, F, H, W) or None,
-        # x_self: (B, C, F, H, W) previous x0 estimate or None (zeros) -> (B, C, F, H, W)
+        # x_self: (B, C, F, H, W) previous x0 estimate or None (zeros),
+        # labels: (B, L) long label indices, -1 for none, or None (no labels: unconditional) -> (B, C, F, H, W)
         if self.config.self_condition:
             x = torch.cat([x, torch.zeros_like(x) if x_self is None else x_self.to(x.dtype)], dim=1)
         if self.config.cond_channels:
@@ -105,6 +108,13 @@ class VideoUNet(nn.Module):
                 raise ValueError(f"this model needs {self.config.cond_channels} conditioning channels")
             x = torch.cat([x, cond.to(x.dtype)], dim=1)
         emb = self.time_mlp(timestep_embedding(c_noise, self.config.channels).to(x.dtype))  # (B, E)
+        if labels is not None and self.config.num_labels:
+            if labels.ndim != 2 or labels.shape[0] != x.shape[0] or \
+                    (labels.numel() and labels.max() >= self.config.num_labels):
+                raise ValueError(f"labels must be (batch, slots) indices in -1..{self.config.num_labels - 1}, "
+                                 f"got shape {tuple(labels.shape)}")
+            present = (labels >= 0).unsqueeze(-1).to(emb.dtype)  # (B, L, 1)
+            emb = emb + (self.label_emb(labels.clamp(min=0)).to(emb.dtype) * present).sum(1)  # (B, E)
 
         p = self.config.patch_size
         H, W = x.shape[-2:]

@@ -123,8 +123,11 @@ def lr_at(step: int, cfg) -> float:
     return cfg.lr * (cfg.lr_min_ratio + (1 - cfg.lr_min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def _collate_videos(items: list[dict]) -> torch.Tensor:
-    return torch.stack([it["video"] for it in items])  # (B, C, F, H, W)
+def _collate(items: list[dict]) -> dict:
+    batch = {"video": torch.stack([it["video"] for it in items])}  # (B, C, F, H, W)
+    if "labels" in items[0]:
+        batch["labels"] = torch.stack([it["labels"] for it in items])  # (B, L) long, -1: no label
+    return batch
 
 
 def prepare_run_dir(cfg: RunConfig, run_dir: Path, resume: bool) -> RunConfig:
@@ -258,7 +261,7 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, max_step
             warnings.warn("train.precision=bf16 is ignored on CPU (no native bf16: ~2x slower); training in fp32")
 
     sampler = StepBatchSampler(len(dataset), tc.batch_size, tc.seed, start_step, rank, world)
-    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=_collate_videos, num_workers=tc.num_workers,
+    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=_collate, num_workers=tc.num_workers,
                         pin_memory=device.type == "cuda", persistent_workers=tc.num_workers > 0)
     batches = iter(loader)
 
@@ -285,9 +288,15 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, max_step
     with StopRequested() as stop:
         while step < end_step:
             torch.manual_seed(step_seed(tc.seed, step, rank))  # timesteps, noise and dropout of this step
-            x0 = next(batches).to(device, non_blocking=True)  # (B, C, F, H, W)
+            batch = next(batches)
+            x0 = batch["video"].to(device, non_blocking=True)  # (B, C, F, H, W)
             t = torch.randint(0, denoiser.num_timesteps, (x0.shape[0],), device=device)
             noise = video_noise(x0.shape, denoiser.noise_correlation, device=device)  # (B, C, F, H, W)
+            labels = None
+            if denoiser.num_labels:  # drop some clips' labels: the unconditional model for classifier-free guidance
+                labels = batch["labels"].to(device)  # (B, L)
+                dropped = torch.rand(labels.shape[0], device=device) < tc.label_dropout
+                labels = labels.masked_fill(dropped[:, None], -1)
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, tc)
             cond = loss_mask = None
@@ -297,7 +306,7 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, max_step
                                              mk.p_interpolation, mk.max_context).to(device)  # (B, 1, F, 1, 1)
                 cond, loss_mask = conditioning_channels(x0, mask), 1 - mask
             with autocast:
-                loss = denoiser.loss(x0, t, noise, cond=cond, loss_mask=loss_mask, net=model).mean()
+                loss = denoiser.loss(x0, t, noise, cond=cond, loss_mask=loss_mask, net=model, labels=labels).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             max_norm = tc.grad_clip if tc.grad_clip > 0 else float("inf")

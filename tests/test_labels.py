@@ -1,0 +1,184 @@
+"""Label conditioning and classifier-free guidance: data labels, captions, the network, the guidance
+wrapper, the training loop's label dropout, and the command line."""
+
+import numpy as np
+import pytest
+import torch
+
+from vidiff.cli import main
+from vidiff.config import ModelConfig, load_config
+from vidiff.data.shapes import LABELS, BouncingShapes, labels_caption, parse_caption
+from vidiff.diffusion import Denoiser
+from vidiff.diffusion.guidance import classifier_free_guidance
+from vidiff.errors import ConfigError
+from vidiff.models import VideoUNet
+
+from test_cli import TINY, run_cli
+
+LABELLED = [*TINY, "data.max_objects=2", f"model.num_labels={len(LABELS)}"]
+
+
+def test_shapes_labels_match_the_metadata_and_the_caption():
+    ds = BouncingShapes(num_frames=4, size=16, max_objects=3, seed=5)
+    for i in range(40):
+        item = ds[i]
+        n = item["num_objects"]
+        lab = item["labels"]
+        assert lab.shape == (3,) and (lab[n:] == -1).all()
+        assert torch.equal(lab, ds.labels(i))
+        for k in range(n):
+            colour, shape = LABELS[lab[k]].split()
+            assert shape == ("circle", "square", "triangle")[item["label_shape"][k]]
+            assert colour == ("red", "green", "blue", "yellow", "magenta", "cyan")[item["label_color"][k]]
+        assert labels_caption(lab) == item["caption"]
+        assert parse_caption(item["caption"], 3) == lab[:n].tolist()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("a purple circle", "expected a colour at 'purple'"),
+    ("a red", "describe each object"),
+    ("a red circle and a red square", "distinct colours"),
+    ("a red circle, a blue square and a green triangle", "at most 2"),
+])
+def test_parse_caption_names_the_problem(text, message):
+    with pytest.raises(ValueError, match=message):
+        parse_caption(text, max_objects=2)
+    assert parse_caption("Green Triangles and a red circle", 2) == [LABELS.index("green triangle"), 0]
+
+
+def _labelled_denoiser(seed=0):
+    torch.manual_seed(seed)
+    cfg = ModelConfig(channels=8, channel_mults=(1, 2), spatial_attention_levels=(1,), temporal_attention_levels=(1,),
+                      head_dim=8, self_condition=True, num_labels=len(LABELS))
+    net = VideoUNet(cfg)
+    for p in net.parameters():  # zero-initialised layers (output, residual branches): make every input count
+        if p.ndim > 1 and not p.any():
+            torch.nn.init.normal_(p, std=0.1)
+    return Denoiser(net, timesteps=50, objective="x0")
+
+
+def test_labels_condition_the_network_as_a_set():
+    d = _labelled_denoiser()
+    x, t = torch.randn(2, 3, 4, 8, 8), torch.tensor([10, 40])
+    a = d(x, t, labels=torch.tensor([[0, 7], [3, -1]]))[0]
+    assert a.shape == x.shape
+    swapped = d(x, t, labels=torch.tensor([[7, 0], [-1, 3]]))[0]
+    assert torch.allclose(a, swapped, atol=1e-5)  # slot order does not matter
+    other = d(x, t, labels=torch.tensor([[0, 8], [3, -1]]))[0]
+    assert not torch.allclose(a[0], other[0], atol=1e-4) and torch.allclose(a[1], other[1], atol=1e-5)
+    none = d(x, t, labels=torch.full((2, 2), -1))[0]
+    assert torch.allclose(none, d(x, t)[0], atol=1e-6)  # no labels == the unconditional model
+    with pytest.raises(ValueError, match="labels must be"):
+        d(x, t, labels=torch.tensor([[0, len(LABELS)], [1, 2]]))
+
+
+def test_classifier_free_guidance_combines_the_two_predictions():
+    d = _labelled_denoiser(1)
+    x, t, x_self = torch.randn(3, 3, 4, 8, 8), torch.tensor([5, 25, 45]), torch.randn(3, 3, 4, 8, 8).clamp(-1, 1)
+    labels = torch.tensor([[0, 4], [9, -1], [17, 2]])
+    c = d(x, t, x_self=x_self, labels=labels)
+    u = d(x, t, x_self=x_self)
+    for w, want in [(1.0, c), (0.0, u)]:
+        got = classifier_free_guidance(d, labels, w)(x, t, x_self=x_self)
+        assert all(torch.allclose(g, v, atol=1e-5) for g, v in zip(got, want))
+    x0, eps = classifier_free_guidance(d, labels, 3.0)(x, t, x_self=x_self)  # one batched call of 2B
+    assert torch.allclose(x0, u[0] + 3 * (c[0] - u[0]), atol=1e-4)
+    assert torch.allclose(eps, u[1] + 3 * (c[1] - u[1]), atol=1e-4)
+    # eps stays the one that x0 implies: x_t = sqrt(a) x0 + sqrt(1 - a) eps
+    a = d.alpha_bar(t)[:, None, None, None, None]
+    assert torch.allclose(a.sqrt() * x0 + (1 - a).sqrt() * eps, x, atol=1e-3)
+
+
+def test_training_sees_the_batch_labels_and_drops_a_fraction(tmp_path, monkeypatch):
+    from vidiff.training import train
+
+    seen = []
+    loss = Denoiser.loss
+
+    def spy(self, x0, t, noise, *args, labels=None, **kwargs):
+        seen.append(labels.clone())
+        return loss(self, x0, t, noise, *args, labels=labels, **kwargs)
+
+    monkeypatch.setattr(Denoiser, "loss", spy)
+    cfg = load_config(None, [*LABELLED, "train.steps=60", "train.batch_size=4", "train.label_dropout=0.25",
+                             "data.length=64"])
+    train(cfg, tmp_path / "run", progress=False)
+    rows = torch.cat(seen)  # (240, 2)
+    dropped = (rows == -1).all(1)
+    assert 30 <= int(dropped.sum()) <= 90  # 25% of 240 = 60, binomial sd 6.7
+    kept = rows[~dropped]
+    assert (kept[:, 0] >= 0).all() and (kept < len(LABELS)).all()
+    # the kept rows are labels of the training clips (a clip's first object always exists)
+    data = BouncingShapes(num_frames=4, size=16, max_objects=2, seed=0, length=64)
+    pool = {tuple(data.labels(i).tolist()) for i in range(64)}
+    assert all(tuple(r) in pool for r in kept.tolist())
+
+
+def test_sample_with_prompts_and_the_errors(tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", "demo", *LABELLED, "--out", str(run), "--quiet"]) == 0
+    out = tmp_path / "s"
+    assert main(["sample", str(run), "--num", "3", "--steps", "2", "--prompt", "a red circle and a blue square",
+                 "--prompt", "a green triangle", "--guidance", "3", "--out", str(out), "--quiet"]) == 0
+    assert np.load(out / "samples.npy").shape == (3, 4, 16, 16, 3)
+    assert (out / "captions.txt").read_text().splitlines() == [
+        "sample_000: a red circle and a blue square", "sample_001: a green triangle",
+        "sample_002: a red circle and a blue square"]
+    # without prompts: the labels of held-out clips, different per seed
+    assert main(["sample", str(run), "--num", "4", "--steps", "2", "--out", str(tmp_path / "d"), "--quiet"]) == 0
+    assert len((tmp_path / "d" / "captions.txt").read_text().splitlines()) == 4
+
+    r = run_cli("sample", run, "--num", "1", "--steps", "2", "--prompt", "a purple circle", "--out", tmp_path / "x")
+    assert r.returncode != 0 and "Traceback" not in r.stderr and "purple" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_eval_samples_of_a_labelled_model_ask_for_held_out_labels(tmp_path):
+    from vidiff.config import DEFAULT_GUIDANCE
+    from vidiff.evaluation.evaluate import generated_samples
+
+    run = tmp_path / "run"
+    assert main(["train", "demo", *LABELLED, "train.steps=1", "--out", str(run), "--quiet"]) == 0
+    cfg = load_config(run / "config.json")
+    frames, meta = generated_samples(run, cfg, 3, 2, "ddim", 0.0, 0, "cpu", 2, tmp_path / "ev", False)
+    assert frames.shape == (3, 4, 16, 16, 3)
+    assert meta["labels"] == "held-out clips" and meta["guidance"] == DEFAULT_GUIDANCE and not meta["reused"]
+    assert generated_samples(run, cfg, 3, 2, "ddim", 0.0, 0, "cpu", 2, tmp_path / "ev", False)[1]["reused"]
+
+
+def test_a_masked_model_with_labels_samples_with_guidance(tmp_path):
+    run = tmp_path / "masked"
+    assert main(["train", "demo", *LABELLED, "masks.enabled=true", "masks.max_context=2", "--out", str(run),
+                 "--quiet"]) == 0
+    out = tmp_path / "s"
+    assert main(["sample", str(run), "--num", "2", "--steps", "2", "--prompt", "a cyan square", "--out", str(out),
+                 "--quiet"]) == 0
+    assert np.load(out / "samples.npy").shape == (2, 4, 16, 16, 3)
+
+
+def test_prompt_on_an_unconditional_model_is_an_error(tmp_path):
+    run = tmp_path / "plain"
+    assert main(["train", "demo", *TINY, "model.num_labels=0", "train.steps=1", "--out", str(run), "--quiet"]) == 0
+    r = run_cli("sample", run, "--num", "1", "--steps", "2", "--prompt", "a red circle", "--out", tmp_path / "x")
+    assert r.returncode != 0 and "trained without labels" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["model.num_labels=5"], "must be 18"),
+    (["model.num_labels=18", "data.dataset=/nonexistent"], "only data.dataset=shapes"),
+    (["train.label_dropout=1.0"], "label_dropout"),
+])
+def test_label_config_errors(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, overrides)
+
+
+def test_asked_attributes_agree_with_the_classifier_labels():
+    from vidiff.evaluation.classifier import asked_attributes, clip_labels
+
+    ds = BouncingShapes(num_frames=4, size=16, max_objects=3, seed=2)
+    got = asked_attributes(torch.stack([ds.labels(i) for i in range(30)]))
+    for i in range(30):
+        want = clip_labels(ds, i)
+        assert np.array_equal(got["present"][i].numpy(), want["present"])
+        assert np.array_equal(got["shape"][i].numpy(), want["shape"])
