@@ -89,7 +89,7 @@ def colour_drift(v: torch.Tensor) -> float:
     return float(drift(v.clamp(-1, 1)).mean())
 
 
-def asked_text(v: torch.Tensor, labels: torch.Tensor, ev) -> str:
+def asked_text(v: torch.Tensor, labels: torch.Tensor, real: torch.Tensor, real_labels: torch.Tensor) -> str:
     """How often label-conditioned samples show what they were asked for, by the shipped shapes classifier,
     against the same score of real clips with their own labels."""
     from vidiff.evaluation.classifier import (asked_attributes, attribute_accuracy, load_shapes_classifier,
@@ -97,9 +97,7 @@ def asked_text(v: torch.Tensor, labels: torch.Tensor, ev) -> str:
 
     clf = load_shapes_classifier()
     got = attribute_accuracy(predict_attributes(clf, v.clamp(-1, 1)), asked_attributes(labels))
-    n = min(256, len(ev))
-    real = torch.stack([ev[i]["video"] for i in range(n)])
-    ref = attribute_accuracy(predict_attributes(clf, real), asked_attributes(torch.stack([ev.labels(i) for i in range(n)])))
+    ref = attribute_accuracy(predict_attributes(clf, real), asked_attributes(real_labels))
     return (f"asked labels: colours exactly right {got['colors']:.3f} (real {ref['colors']:.3f}); "
             f"asked shape right {got['shape']:.3f} per object (real {ref['shape']:.3f})")
 
@@ -147,7 +145,7 @@ def main() -> None:
     print(f"objects per clip (colours with >= 10 pixels per frame) {objects_per_clip(v):.2f} "
           f"(real {objects_per_clip(many):.2f})")
     if labels is not None:
-        print(asked_text(v, labels, ev))
+        print(asked_text(v, labels, many, torch.stack([ev.labels(i) for i in range(len(many))])))
     if args.no_memorisation:
         return
 

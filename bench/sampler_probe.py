@@ -25,6 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from vidiff.config import DEFAULT_GUIDANCE  # noqa: E402
+
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -40,9 +42,9 @@ def main() -> None:
     p.add_argument("--self-cond-below", type=int, default=None, metavar="T",
                    help="pass x_self only at timesteps <= T (none above)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--guidance", type=float, default=2.0,
+    p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE,
                    help="label-conditioned models: classifier-free guidance weight; each sample asks for the labels "
-                        "of a held-out clip (default: 2)")
+                        f"of a held-out clip (default: {DEFAULT_GUIDANCE:g})")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     torch.set_num_threads(args.threads)

@@ -113,13 +113,11 @@ def _sample_to(run: str, out: Path, num: int, steps: int, sampler: str, eta: flo
 
     pipe = VideoPipeline.from_pretrained(run, device=device)
     steps = default_steps(pipe.denoiser.num_timesteps) if steps is None else steps
-    labels = None
-    if pipe.denoiser.num_labels:  # label-conditioned: the prompts, or the labels of random held-out clips
-        labels = pipe.labels_for([prompts[i % len(prompts)] for i in range(num)]) if prompts else \
-            pipe.dataset_labels(num, seed)
-    elif prompts:
-        raise VidiffError(f"{run} was trained without labels (model.num_labels = 0): --prompt needs a "
-                          f"label-conditioned model")
+    labels = None  # label-conditioned models: the prompts, or the labels of random held-out clips
+    if prompts:  # (an unconditional model refuses them in one line)
+        labels = pipe.labels_for([prompts[i % len(prompts)] for i in range(num)])
+    elif pipe.denoiser.num_labels:
+        labels = pipe.dataset_labels(num, seed)
     t0 = time.perf_counter()
     result = pipe(num_videos=num, num_inference_steps=steps, sampler=sampler, eta=eta,
                   generator=torch.Generator().manual_seed(seed), progress=not quiet, labels=labels,

@@ -95,12 +95,12 @@ def _replace(x_t, t, known, mask, denoiser, generator):
 
 
 def classifier_free_guidance(denoiser, labels: torch.Tensor, scale: float = 1.0):
-    # `denoiser`: a Denoiser, or a wrapper that takes labels= (masked_model_denoise without known frames)
     """Classifier-free guidance (Ho & Salimans 2022) for a label-conditioned model trained with label dropout:
         x^0 = x^0(no labels) + w * (x^0(labels) - x^0(no labels)),   w = `scale`,
     and eps likewise (both are affine in the network output, so they stay consistent). w = 1 is the conditional
     model alone, w = 0 the unconditional one, w > 1 trades diversity for agreement with the labels.
-    labels: (B, L) long indices, -1 for an empty slot. The two predictions share one batched network call."""
+    labels: (B, L) long indices, -1 for an empty slot. The two predictions share one batched network call.
+    `denoiser`: a Denoiser, or a wrapper that takes labels= (masked_model_denoise without known frames)."""
 
     def denoise(x_t, t, x_self=None):
         lab = labels.to(x_t.device)
