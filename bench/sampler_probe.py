@@ -1,7 +1,8 @@
 """Score one sampler setting on a run or one of its EMA checkpoints: every setting starts from the same x_T.
 
-    python bench/sampler_probe.py RUN [--checkpoint STEP] [--num 64] [--sampler ddpm] [--steps 100] [--eps-scale 1.0]
+    python bench/sampler_probe.py RUN [--checkpoint STEP] [--num 64] [--sampler ddpm] [--steps 100] [--eta 0] [--eps-scale 1.0]
                                   [--self-cond {previous,same,off}] [--self-cond-below T] [--guidance W]
+                                  [--guidance-below T]
 
 Draws x_T for all `--num` videos at once from `--seed` (frames correlated as the model was trained), runs the
 sampler over the whole batch and prints the scores of bench/sample_checks.py (empty clips, persistence, colour
@@ -35,6 +36,7 @@ def main() -> None:
     p.add_argument("--num", type=int, default=64)
     p.add_argument("--sampler", default="ddpm", choices=["ddim", "ddpm"])
     p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--eta", type=float, default=0.0, help="DDIM's eta (0: deterministic, 1: DDPM)")
     p.add_argument("--eps-scale", type=float, default=1.0)
     p.add_argument("--self-cond", default="previous", choices=["previous", "same", "off"],
                    help="a self-conditioned model's x_self: the previous step's x0 estimate (what the samplers do), "
@@ -45,6 +47,10 @@ def main() -> None:
     p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE,
                    help="label-conditioned models: classifier-free guidance weight; each sample asks for the labels "
                         f"of a held-out clip (default: {DEFAULT_GUIDANCE:g})")
+    p.add_argument("--guidance-below", type=int, default=None, metavar="T",
+                   help="guide only at timesteps <= T, the conditional model alone above (a guidance interval, "
+                        "Kynkaanniemi et al. 2024)")
+    p.add_argument("--grid", metavar="PNG", help="also write the first 8 samples as a frame grid (a row per video)")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -94,18 +100,44 @@ def main() -> None:
         from vidiff.pipeline import VideoPipeline
 
         labels = VideoPipeline(dn, cfg, torch.device("cpu")).dataset_labels(args.num, args.seed)
-        fn, guided = classifier_free_guidance(denoise, labels, args.guidance), f", guidance {args.guidance:g}"
+        guided_fn = classifier_free_guidance(denoise, labels, args.guidance)
+        fn, guided = guided_fn, f", guidance {args.guidance:g}"
+        if args.guidance_below is not None:
+            cond_fn = classifier_free_guidance(denoise, labels, 1.0)
+
+            def fn(x, t, **kw):
+                return (guided_fn if int(t[0]) <= args.guidance_below else cond_fn)(x, t, **kw)
+
+            fn.self_conditioning = dn.self_conditioning
+            fn.alphas_cumprod, fn.noise_correlation = dn.alphas_cumprod, dn.noise_correlation
+            guided += f" at t <= {args.guidance_below}"
     with torch.no_grad():
-        v = sample(fn, shape, dn.alphas_cumprod, sampler=args.sampler, num_steps=args.steps, generator=g,
+        v = sample(fn, shape, dn.alphas_cumprod, sampler=args.sampler, num_steps=args.steps, generator=g, eta=args.eta,
                    x_T=x_T, noise_correlation=dn.noise_correlation)
+    if args.grid:
+        import numpy as np
+
+        from vidiff.io import frame_grid, to_frames, write_image
+
+        write_image(args.grid, frame_grid(np.stack([to_frames(x) for x in v[:8]])), upscale=4)
     empty, speed = motion(v)
     which = object_motion(v.clamp(-1, 1))[0]
     sc = "" if not dn.self_conditioning else f", self-conditioning {args.self_cond}" + (
         f" below t = {args.self_cond_below}" if args.self_cond_below is not None else "")
-    print(f"{weights} {args.sampler} {args.steps} steps{sc}{guided}, eps / {lam:g}, {args.num} samples, seed {args.seed}: "
+    eta = f" eta {args.eta:g}" if args.sampler == "ddim" else ""
+    print(f"{weights} {args.sampler}{eta} {args.steps} steps{sc}{guided}, eps / {lam:g}, {args.num} samples, seed {args.seed}: "
           f"empty {empty:.3f} persistence {persistence(v)[0]:.3f} colour drift {colour_drift(v):.3f} "
           f"speed {speed:.2f}; empty clips {[i for i in range(args.num) if which[i]]}")
     print(f"objects per clip {objects_per_clip(v):.2f}; {colour_share_text(v)}")
+    if dn.num_labels:
+        from sample_checks import asked_text
+
+        from vidiff.data import build_dataset
+
+        ev = build_dataset(cfg.data, "eval")
+        n = min(256, len(ev))
+        print(asked_text(v, labels, torch.stack([ev[i]["video"] for i in range(n)]),
+                         torch.stack([ev.labels(i) for i in range(n)])))
 
 
 if __name__ == "__main__":
