@@ -260,8 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "guidance 2.")
     d.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
     d.add_argument("--minutes", type=float, default=None,
-                   help="training time budget in minutes (default: the preset's, 9.5: with installing and sampling, "
-                        "a fresh `make demo` stays under 12 minutes on 2 CPU cores)")
+                   help="training time budget in minutes (default: the demo preset's train.time_budget_minutes, "
+                        "chosen so that with installing and sampling a fresh `make demo` stays under 12 minutes on "
+                        "2 CPU cores)")
     d.add_argument("--num", type=int, default=8, help="videos to sample afterwards (default: 8)")
     d.add_argument("--steps", type=int, default=None, help=STEPS_HELP)
     d.add_argument("--sampler", choices=["ddim", "ddpm"], default=DEFAULT_SAMPLER, help=SAMPLER_HELP)
