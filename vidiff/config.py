@@ -64,17 +64,9 @@ class ModelConfig:
     spacetime_attention_levels: tuple[int, ...] = ()  # levels with full space-time attention instead of both above
     temporal_downsample_levels: tuple[int, ...] = ()  # levels after which the frames are halved too (F -> F/2)
     head_dim: int = 32  # channels per attention head
-    # Base of the rotary position frequencies (Su et al. 2021): frequency i of an axis with d dims is
-    # base^(-2i/d) radians per position. 10,000 is the language-model value; grids of 8-16 positions use few of
-    # those frequencies (half of them turn by less than 0.1 rad across the grid), a smaller base spreads them out.
-    rope_base: float = 10_000.0
     temporal_conv: str = "factorized"  # "factorized" (2+1)D, "full" 3x3x3, or "none" (attention only)
     temporal_init: str = "random"  # "identity": factorized temporal convs start as the identity (Make-A-Video)
     patch_size: int = 1  # fold p x p pixels into channels at the input (space-to-depth) and unfold at the output
-    # The output layer also sees the network's input (x_t and x_self, space-to-depth) through a linear map whose
-    # gain per output channel is set by the timestep embedding (zero at init): copying what the input already shows
-    # then needs no route through the `channels`-wide body, which 4x4-pixel tokens (48 values) do not fit through.
-    input_skip: bool = False
     in_channels: int = 3  # video channels (RGB)
     cond_channels: int = 0  # extra input channels concatenated to x_t (e.g. known frames + mask)
     # Self-conditioning (Chen et al. 2022, "Analog Bits"): the network also sees its previous estimate of x0

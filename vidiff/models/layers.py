@@ -107,9 +107,8 @@ def rotary_axes(x: torch.Tensor, positions: torch.Tensor, base: float = 10_000.0
 class _Attention(nn.Module):
     """Multi-head self-attention over a token axis, computed with scaled_dot_product_attention."""
 
-    def __init__(self, channels: int, head_dim: int, rope_base: float = 10_000.0):
+    def __init__(self, channels: int, head_dim: int):
         super().__init__()
-        self.rope_base = rope_base
         self.heads = max(1, channels // head_dim)
         self.norm = group_norm(channels)
         self.qkv = nn.Linear(channels, 3 * channels)
@@ -120,7 +119,7 @@ class _Attention(nn.Module):
         q, k, v = rearrange(self.qkv(tokens), "n l (three h d) -> three n h l d", three=3, h=self.heads)
         if positions is not None:
             rope = rotary if positions.dim() == 1 else rotary_axes
-            q, k = rope(q, positions, self.rope_base), rope(k, positions, self.rope_base)
+            q, k = rope(q, positions), rope(k, positions)
         out = F.scaled_dot_product_attention(q, k, v)  # (N, heads, L, d)
         return self.proj(rearrange(out, "n h l d -> n l (h d)"))
 

@@ -22,10 +22,9 @@ def _attention(channels: int, cfg: ModelConfig, level: int) -> list[nn.Module]:
     """The attention layers after each residual block of a level: full space-time attention where the config
     asks for it (it replaces the factorized pair), else spatial and/or temporal attention."""
     if level in cfg.spacetime_attention_levels:
-        return [SpaceTimeAttention(channels, cfg.head_dim, cfg.rope_base)]
-    spatial = [SpatialAttention(channels, cfg.head_dim, cfg.rope_base)] if level in cfg.spatial_attention_levels else []
-    temporal = [TemporalAttention(channels, cfg.head_dim, cfg.rope_base)] if level in cfg.temporal_attention_levels else []
-    return spatial + temporal
+        return [SpaceTimeAttention(channels, cfg.head_dim)]
+    return ([SpatialAttention(channels, cfg.head_dim)] if level in cfg.spatial_attention_levels else []) + \
+        ([TemporalAttention(channels, cfg.head_dim)] if level in cfg.temporal_attention_levels else [])
 
 
 class _Level(nn.Module):
@@ -75,10 +74,10 @@ class VideoUNet(nn.Module):
 
         self.mid1 = ResBlock(cur, cur, emb_dim, cfg.temporal_conv, cfg.dropout, cfg.temporal_init)
         if len(mults) - 1 in cfg.spacetime_attention_levels:
-            self.mid_attention = nn.ModuleList([SpaceTimeAttention(cur, cfg.head_dim, cfg.rope_base)])
+            self.mid_attention = nn.ModuleList([SpaceTimeAttention(cur, cfg.head_dim)])
         else:  # (the names of the factorized pair are those of older checkpoints)
-            self.mid_spatial = SpatialAttention(cur, cfg.head_dim, cfg.rope_base)
-            self.mid_temporal = TemporalAttention(cur, cfg.head_dim, cfg.rope_base)
+            self.mid_spatial = SpatialAttention(cur, cfg.head_dim)
+            self.mid_temporal = TemporalAttention(cur, cfg.head_dim)
             self.mid_attention = [self.mid_spatial, self.mid_temporal]
         self.mid2 = ResBlock(cur, cur, emb_dim, cfg.temporal_conv, cfg.dropout, cfg.temporal_init)
 
@@ -96,9 +95,6 @@ class VideoUNet(nn.Module):
 
         self.norm_out = group_norm(cur)
         self.conv_out = zero_module(SpaceTimeConv(cur, cfg.in_channels * p2, "none"))
-        if cfg.input_skip:  # out += gain(t) * skip(input); the gain starts at zero
-            self.skip_in = SpaceTimeConv(cin * p2, cfg.in_channels * p2, "none")
-            self.skip_gain = zero_module(nn.Linear(emb_dim, cfg.in_channels * p2))
 
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor, cond: Optional[torch.Tensor] = None,
                 x_self: Optional[torch.Tensor] = None, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -128,7 +124,6 @@ class VideoUNet(nn.Module):
                              f"the number of frames must be divisible by {ft}, got {x.shape[2]}")
         if p > 1:  # space-to-depth: (B, C, F, H, W) -> (B, C*p*p, F, H/p, W/p)
             x = rearrange(x, "b c f (h p1) (w p2) -> b (c p1 p2) f h w", p1=p, p2=p)
-        x_in = x
         h = self.conv_in(x)
         hs = [h]
         for lv, level in enumerate(self.down):
@@ -150,8 +145,6 @@ class VideoUNet(nn.Module):
             if i < len(self.upsample):
                 h = self.upsample[i](h)
         out = self.conv_out(F.silu(self.norm_out(h)))
-        if self.config.input_skip:
-            out = out + self.skip_gain(emb)[:, :, None, None, None] * self.skip_in(x_in)
         if p > 1:  # depth-to-space back to full resolution
             out = rearrange(out, "b (c p1 p2) f h w -> b c f (h p1) (w p2)", p1=p, p2=p)
         return out
