@@ -105,8 +105,8 @@ def main() -> None:
             one_shot = dn(x_t, torch.full((n,), t0), **kw)[0].clamp(-1, 1)
             v = sample_ddpm(fn, x_t, dn.alphas_cumprod, timesteps, generator=g, noise_correlation=dn.noise_correlation)
         print(f"  t0 {t0:4d} ({len(timesteps):3d} steps): one-shot estimate speed {motion(one_shot)[1]:.2f} | "
-              f"result speed {motion(v)[1]:.2f}, persistence {persistence(v)[0]:.3f}, colour drift {colour_drift(v):.3f}",
-              flush=True)
+              f"result speed {motion(v)[1]:.2f}, persistence {persistence(v)[0]:.3f}, "
+              f"colour drift {colour_drift(v):.3f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -101,8 +101,9 @@ def run_task(args) -> int:
 
 def add_task_commands(sub) -> None:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("run", help="run folder or shipped model name: shapes32 (unconditional, guided), or "
-                                    "shapes32-masked (trained with MCVD frame masks)")
+    common.add_argument("run", help="run folder or shipped model name: shapes32 (known frames by reconstruction "
+                                    "guidance; its object labels are not asked for here), or shapes32-masked "
+                                    "(trained with MCVD frame masks)")
     common.add_argument("--out", required=True, help="output folder (mp4 + gif per video, grid.png, samples.npy)")
     common.add_argument("--num", type=int, default=1, help="samples per input (default: 1)")
     common.add_argument("--steps", type=int, default=50, help="DDIM steps (default: 50)")
