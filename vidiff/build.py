@@ -19,5 +19,5 @@ def network_config(cfg: RunConfig):
 def build_denoiser(cfg: RunConfig) -> Denoiser:
     net = VideoUNet(network_config(cfg))
     return Denoiser(net, schedule=cfg.diffusion.schedule, timesteps=cfg.diffusion.timesteps,
-                    objective=cfg.diffusion.objective, min_snr_gamma=cfg.diffusion.min_snr_gamma, low_noise_gamma=cfg.diffusion.low_noise_gamma,
+                    objective=cfg.diffusion.objective, min_snr_gamma=cfg.diffusion.min_snr_gamma,
                     shift=cfg.diffusion.shift, noise_correlation=cfg.diffusion.noise_correlation)

@@ -93,9 +93,6 @@ class DiffusionConfig:
     # Correlation rho of the noise between frames ("mixed noise", Ge et al. 2023): eps_f = sqrt(rho) eps_shared +
     # sqrt(1 - rho) eps_f. The frames start from a shared layout, so the model need not learn to agree on one.
     noise_correlation: float = 0.0
-    # x0 objective: weight each timestep's x0-MSE by clamp(SNR, 1, gamma), raising the nearly clean steps up to
-    # gamma times without lowering the noisy ones (trial option; None = plain MSE).
-    low_noise_gamma: Optional[float] = None
 
 
 @dataclass

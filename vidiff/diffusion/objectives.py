@@ -67,10 +67,8 @@ class Denoiser(nn.Module):
     """
 
     def __init__(self, net: nn.Module, schedule: str = "cosine", timesteps: int = 1000, objective: str = "v",
-                 min_snr_gamma: Optional[float] = None, shift: float = 1.0, noise_correlation: float = 0.0,
-                 low_noise_gamma: Optional[float] = None):
+                 min_snr_gamma: Optional[float] = None, shift: float = 1.0, noise_correlation: float = 0.0):
         super().__init__()
-        self.low_noise_gamma = low_noise_gamma
         self.net = net
         self.objective = Objective(objective)
         self.min_snr_gamma = min_snr_gamma
@@ -129,10 +127,7 @@ class Denoiser(nn.Module):
             m = loss_mask.expand_as(err).float()
             mse = (err * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp(min=1)
         snr = alpha_bar / (1 - alpha_bar)
-        w = loss_weight(self.objective, snr, self.min_snr_gamma)
-        if self.low_noise_gamma is not None:
-            w = w * snr.clamp(1, self.low_noise_gamma)
-        return mse * w
+        return mse * loss_weight(self.objective, snr, self.min_snr_gamma)
 
 
 DenoiseFn = Callable[[torch.Tensor, torch.Tensor], tuple]  # (x_t, t) -> (x0_hat, eps_hat); see `self_conditioning`
