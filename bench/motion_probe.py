@@ -49,23 +49,18 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from sample_checks import colour_drift, motion, persistence
 
-    from vidiff.build import build_denoiser
-    from vidiff.config import load_config
     from vidiff.data import build_dataset
     from vidiff.diffusion.guidance import classifier_free_guidance
     from vidiff.diffusion.samplers import sample_ddpm
     from vidiff.diffusion.schedules import q_sample, video_noise
     from vidiff.errors import VidiffError
-    from vidiff.pipeline import resolve_run
-    from vidiff.training.checkpoint import load_into, load_tensors
+    from vidiff.pipeline import VideoPipeline
 
     try:
-        run = resolve_run(args.run)
-        cfg = load_config(run / "config.json")
-        dn = build_denoiser(cfg).eval()
-        load_into(dn.net, load_tensors(run / "model.safetensors"), str(run / "model.safetensors"))
+        pipe = VideoPipeline.from_pretrained(args.run, device="cpu")
     except VidiffError as e:
         sys.exit(f"error: {e}")
+    run, cfg, dn = pipe.run_dir, pipe.config, pipe.denoiser.eval()
     T = dn.num_timesteps
     if any(not 0 <= t < T for t in args.t + args.denoise_from):
         sys.exit(f"error: timesteps must be in 0..{T - 1}")
