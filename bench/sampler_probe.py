@@ -50,6 +50,11 @@ def main() -> None:
     p.add_argument("--guidance-below", type=int, default=None, metavar="T",
                    help="guide only at timesteps <= T, the conditional model alone above (a guidance interval, "
                         "Kynkaanniemi et al. 2024)")
+    p.add_argument("--skip-guidance", type=float, default=0.0, metavar="S",
+                   help="also push away from the network with some layers skipped (spatiotemporal skip guidance, "
+                        "Hyung et al. 2024): x0 += S * (x0(labels) - x0_skipped(labels))")
+    p.add_argument("--skip-layers", default="spacetime",
+                   help="which layers the skipped pass leaves out: spacetime, temporal or all-attention, :LEVEL for one level")
     p.add_argument("--grid", metavar="PNG", help="also write the first 8 samples as a frame grid (a row per video)")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
@@ -111,6 +116,43 @@ def main() -> None:
             fn.self_conditioning = dn.self_conditioning
             fn.alphas_cumprod, fn.noise_correlation = dn.alphas_cumprod, dn.noise_correlation
             guided += f" at t <= {args.guidance_below}"
+    if args.skip_guidance:
+        from vidiff.models.layers import SpaceTimeAttention, TemporalAttention, _Attention
+
+        kind, _, level = args.skip_layers.partition(":")
+        kinds = {"spacetime": (SpaceTimeAttention,), "temporal": (TemporalAttention, SpaceTimeAttention),
+                 "all-attention": (_Attention,)}[kind]
+        skipped = [m for m in dn.net.modules() if isinstance(m, kinds)]
+        if level:  # only the layers of one level of the U-Net
+            skipped = [m for m in skipped if m.qkv.in_features == cfg.model.channels * cfg.model.channel_mults[int(level)]]
+        state = {"skip": False}
+        for m in skipped:
+            m.register_forward_hook(lambda mod, inp, out: inp[0] if state["skip"] else out)
+        base_fn, s_w = fn, args.skip_guidance
+        lab_all = labels if dn.num_labels else None
+
+        def fn(x, t, x_self=None):
+            kw = {"x_self": x_self} if dn.self_conditioning else {}
+            if lab_all is None:
+                x0_c, eps_c = denoise(x, t, **kw)
+                x0, eps = x0_c, eps_c
+            else:  # classifier-free guidance, the conditional and unconditional passes in one batch
+                w = args.guidance
+                kw2 = {"x_self": torch.cat([x_self, x_self])} if x_self is not None else {}
+                x0_2, eps_2 = denoise(torch.cat([x, x]), torch.cat([t, t]),
+                                      labels=torch.cat([lab_all, torch.full_like(lab_all, -1)]), **kw2)
+                (x0_c, x0_u), (eps_c, eps_u) = x0_2.chunk(2), eps_2.chunk(2)
+                x0, eps = x0_u + w * (x0_c - x0_u), eps_u + w * (eps_c - eps_u)
+            state["skip"] = True
+            try:
+                x0_s, eps_s = denoise(x, t, labels=lab_all, **kw)
+            finally:
+                state["skip"] = False
+            return x0 + s_w * (x0_c - x0_s), eps + s_w * (eps_c - eps_s)
+
+        fn.self_conditioning = dn.self_conditioning
+        fn.alphas_cumprod, fn.noise_correlation = dn.alphas_cumprod, dn.noise_correlation
+        guided += f", skip guidance {s_w:g} ({args.skip_layers}, {len(skipped)} layers)"
     with torch.no_grad():
         v = sample(fn, shape, dn.alphas_cumprod, sampler=args.sampler, num_steps=args.steps, generator=g, eta=args.eta,
                    x_T=x_T, noise_correlation=dn.noise_correlation)
