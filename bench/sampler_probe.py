@@ -2,7 +2,7 @@
 
     python bench/sampler_probe.py RUN [--checkpoint STEP] [--num 64] [--sampler ddpm] [--steps 100] [--eta 0] [--eps-scale 1.0]
                                   [--self-cond {previous,same,off}] [--self-cond-below T] [--guidance W]
-                                  [--guidance-below T]
+                                  [--guidance-below T] [--skip-guidance S --skip-layers spacetime:1]
 
 Draws x_T for all `--num` videos at once from `--seed` (frames correlated as the model was trained), runs the
 sampler over the whole batch and prints the scores of bench/sample_checks.py (empty clips, persistence, colour
@@ -10,8 +10,10 @@ drift, centroid speed, objects per clip, colour share) and which clips came out 
 for one model differ only by the sampler. `--self-cond` and `--self-cond-below` change what a self-conditioned model
 gets as its previous estimate. `--eps-scale L` divides the predicted noise by L and makes x0 consistent with it
 (the exposure-bias correction of Ning et al. 2024, "Elucidating the exposure bias in diffusion models"). A
-label-conditioned model is asked for the labels of held-out clips with classifier-free guidance `--guidance`. Used for
-the "Fifth round" and "Sixth round" tables of docs/benchmarks.md.
+label-conditioned model is asked for the labels of held-out clips with classifier-free guidance `--guidance`.
+`--skip-guidance S` adds spatiotemporal skip guidance (Hyung et al. 2024): S times the difference between the
+network and the network with the attention layers `--skip-layers` skipped. Used for the "Fifth round" to "Tenth
+round" tables of docs/benchmarks.md.
 """
 
 from __future__ import annotations

@@ -129,8 +129,8 @@ def test_cached_clips_dataset_items_windows_and_errors(source, tmp_path):
                         color_jitter=0.2)
     assert len(train) == 7 * 5
     item = train[4]
-    assert item["video"].shape == (3, 4, 8, 8) and set(item) == {"video", "caption", "label", "class_name", "path",
-                                                                  "start", "fps"}
+    assert item["video"].shape == (3, 4, 8, 8) and set(item) == {"video", "caption", "label", "labels", "class_name",
+                                                                  "path", "start", "fps"}
     again = CachedClips(out, num_frames=4, size=8, seed=3, clips_per_video=5, crop="random", hflip=True,
                         color_jitter=0.2)
     assert all(torch.equal(train[i]["video"], again[i]["video"]) for i in range(len(train)))
@@ -185,6 +185,10 @@ def test_build_dataset_and_train_from_a_cache(source, tmp_path, tiny_config):
     assert main(["train", "demo", *TINY, "train.steps=2", "--data", str(out), "--workers", "1", "--out", str(run),
                  "--quiet"]) == 0
     assert (run / "checkpoints").is_dir()
+    from vidiff.config import load_config
+
+    saved = load_config(run / "config.json")  # the cache's class folders a and b: a class-conditioned model
+    assert saved.data.classes == ("a", "b") and saved.model.num_labels == 2
 
 
 def test_inspect_lists_formats_and_unreadable_files(source, tmp_path, capsys):

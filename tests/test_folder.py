@@ -63,7 +63,7 @@ def test_scan_reads_every_format_and_skips_every_bad_file_with_a_warning(mixed):
         assert item["path"] == rec.name and item["label"] == ds.classes.index(rec.class_name)
     caption = next(ds[i]["caption"] for i in range(7) if ds.videos[i].name == "cats/clip1.mov")
     assert caption == "a cat walks by"
-    assert set(ds[0]) == {"video", "caption", "label", "class_name", "path", "start", "fps"}
+    assert set(ds[0]) == {"video", "caption", "label", "labels", "class_name", "path", "start", "fps"}
 
 
 def test_clip_count_stride_and_determinism_under_a_seed(tmp_path):
@@ -261,3 +261,60 @@ def test_train_on_a_generated_folder_end_to_end(tmp_path):
 
     saved = load_config(run / "config.json")
     assert saved.data.dataset == str(root) and saved.train.num_workers == 1
+    # Videos in two class folders: a class-conditioned model that knows the folder names.
+    assert saved.data.classes == ("c0", "c1") and saved.model.num_labels == 2
+    out = tmp_path / "samples"
+    assert main(["sample", str(run), "--num", "3", "--steps", "2", "--prompt", "C1", "--out", str(out),
+                 "--quiet"]) == 0
+    assert (out / "captions.txt").read_text().splitlines() == [f"sample_{i:03d}: c1" for i in range(3)]
+    assert np.load(out / "samples.npy").shape == (3, 4, 16, 16, 3)
+
+
+def test_class_folders_give_class_labels_in_the_trained_order(tmp_path, tiny_config):
+    from vidiff.data import folder_classes
+    from vidiff.pipeline import VideoPipeline
+    from vidiff.build import build_denoiser
+
+    root = tmp_path / "mine"
+    for name in ("dogs", "cats", "cats"):
+        write_lossless(root / name / f"{name}{len(list((root / name).glob('*'))) if (root / name).exists() else 0}.mkv",
+                       frames_with_ids(8))
+    assert folder_classes(root) == ["cats", "dogs"]
+    cfg = tiny_config
+    cfg.data.dataset, cfg.data.num_frames, cfg.data.clips_per_video = str(root), 4, 1
+    data = build_dataset(cfg.data)
+    by_class = {item["class_name"]: int(item["labels"][0]) for item in (data[i] for i in range(len(data)))}
+    assert by_class == {"cats": 0, "dogs": 1}
+    cfg.data.classes = ("dogs", "cats", "birds")  # the order a model was trained with wins over the sorted names
+    data = build_dataset(cfg.data)
+    assert {item["class_name"]: int(item["labels"][0]) for item in (data[i] for i in range(len(data)))} == \
+        {"cats": 1, "dogs": 0}
+
+    cfg.model.num_labels = 3
+    pipe = VideoPipeline(build_denoiser(cfg).eval(), cfg, torch.device("cpu"))
+    assert pipe.labels_for(["cats", " Birds "]).tolist() == [[1], [2]]
+    assert pipe.captions_for(torch.tensor([[0], [2]])) == ["dogs", "birds"]
+    random = pipe.dataset_labels(64, seed=0)
+    assert random.shape == (64, 1) and set(random.flatten().tolist()) == {0, 1, 2}
+    with pytest.raises(VidiffError, match="unknown class 'fish': this model knows dogs, cats, birds"):
+        pipe.labels_for(["fish"])
+
+
+def test_class_conditioning_can_be_turned_off_and_needs_a_folder(tmp_path, capsys):
+    from test_cli import TINY
+
+    from vidiff.cli import main
+    from vidiff.config import load_config
+
+    root = tmp_path / "mine"
+    for name in ("a", "b"):
+        write_lossless(root / name / "v.mkv", frames_with_ids(8))
+    run = tmp_path / "run"
+    assert main(["train", "demo", *TINY, "train.steps=1", "model.num_labels=0", "--data", str(root), "--workers",
+                 "0", "--out", str(run), "--quiet"]) == 0
+    saved = load_config(run / "config.json")
+    assert saved.model.num_labels == 0 and saved.data.classes == ()
+    assert main(["sample", str(run), "--num", "1", "--steps", "2", "--prompt", "a", "--quiet"]) == 2
+    assert "trained without labels" in capsys.readouterr().err
+    assert main(["train", "demo", *TINY, "data.classes=[x,y]", "--out", str(tmp_path / "r2"), "--quiet"]) == 2
+    assert "data.classes names 2 classes: they need a video folder" in capsys.readouterr().err

@@ -165,7 +165,7 @@ def test_prompt_on_an_unconditional_model_is_an_error(tmp_path):
 
 @pytest.mark.parametrize("overrides, message", [
     (["model.num_labels=5"], "must be 18"),
-    (["model.num_labels=18", "data.dataset=/nonexistent"], "only data.dataset=shapes"),
+    (["model.num_labels=18", "data.dataset=/nonexistent"], "shapes, or videos in two or more class folders"),
     (["train.label_dropout=1.0"], "label_dropout"),
 ])
 def test_label_config_errors(overrides, message):

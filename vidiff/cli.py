@@ -68,8 +68,18 @@ def _use_data(cfg, data: str, workers, overrides: list[str]) -> None:
     if not path.exists():
         raise VidiffError(f"--data {data}: no such folder, video file or cache")
     cfg.data.dataset = str(path)
-    if not any(o.startswith("model.num_labels=") for o in overrides):
-        cfg.model.num_labels = 0  # the preset's labels describe the shapes data; video folders train unconditionally
+    # The preset's labels describe the shapes data. A folder whose videos sit in two or more class folders
+    # trains a class-conditioned model (one label per class, the folder names kept in data.classes for --prompt);
+    # model.num_labels=0 turns that off, and other data trains unconditionally.
+    given = {o.split("=", 1)[0] for o in overrides}
+    if "data.classes" not in given:
+        from vidiff.data import folder_classes
+
+        classes = folder_classes(path)
+        wanted = len(classes) >= 2 if "model.num_labels" not in given else cfg.model.num_labels > 0
+        cfg.data.classes = tuple(classes) if wanted else ()
+    if "model.num_labels" not in given:
+        cfg.model.num_labels = len(cfg.data.classes)
     if workers is not None:
         cfg.train.num_workers = workers
     elif cfg.train.num_workers == 0 and not any(o.startswith("train.num_workers=") for o in overrides):
@@ -77,6 +87,9 @@ def _use_data(cfg, data: str, workers, overrides: list[str]) -> None:
     validate_run(cfg)
     kind = "prepared cache" if is_cache(path) else "videos decoded on the fly"
     print(f"data: {path} ({kind}), {cfg.train.num_workers} DataLoader workers")
+    if cfg.data.classes:
+        print(f"class-conditioned on {len(cfg.data.classes)} classes (the folders the videos sit in): "
+              f"{', '.join(cfg.data.classes[:10])}{' ...' if len(cfg.data.classes) > 10 else ''}")
 
 
 def cmd_data_prepare(args) -> int:
@@ -107,7 +120,6 @@ def _sample_to(run: str, out: Path, num: int, steps: int, sampler: str, eta: flo
                device: str, quiet: bool, prompts: list[str] | None = None, guidance: float = DEFAULT_GUIDANCE) -> None:
     import torch
 
-    from vidiff.data.shapes import labels_caption
     from vidiff.io import write_samples
     from vidiff.pipeline import VideoPipeline
 
@@ -127,7 +139,7 @@ def _sample_to(run: str, out: Path, num: int, steps: int, sampler: str, eta: flo
     how = f"{sampler}, {steps} steps" + (f", guidance {guidance:g}" if labels is not None else "")
     print(f"sampled {num} videos ({how}) in {seconds:.1f} s ({seconds / num:.2f} s per video) -> {out}")
     if labels is not None:
-        captions = [labels_caption(k) for k in labels]
+        captions = pipe.captions_for(labels)
         (out / "captions.txt").write_text("".join(f"sample_{i:03d}: {c}\n" for i, c in enumerate(captions)))
         print("asked for: " + "; ".join(captions[:8]) + (" ..." if num > 8 else "") + f" ({out / 'captions.txt'})")
 
@@ -285,8 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", metavar="PATH",
                    help="train on your own videos: a folder (searched recursively for mp4, mov, avi, mkv, webm, gif "
                         "and folders of numbered png/jpg images) or a cache made by `vidiff data prepare`; sets "
-                        "data.dataset, and model.num_labels=0 (unconditional: the preset's labels describe the shapes "
-                        "data). Clip length and size come from data.num_frames and data.size")
+                        "data.dataset. Videos in two or more class folders (PATH/cats/*.mp4, PATH/dogs/*.mp4) train a "
+                        "class-conditioned model (model.num_labels = the number of classes, their names in "
+                        "data.classes; sample with --prompt cats); otherwise, or with model.num_labels=0, an "
+                        "unconditional one. Clip length and size come from data.num_frames and data.size")
     t.add_argument("--workers", type=int, metavar="N",
                    help="DataLoader worker processes (train.num_workers; with --data the default is "
                         "min(4, CPU cores - 1))")
@@ -345,8 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="output folder (default: RUN/samples)")
     s.add_argument("--prompt", action="append", metavar="TEXT",
                    help="label-conditioned models: what to show, in the dataset's words, e.g. 'a red circle and a "
-                        "blue square' (repeat for several; videos cycle through them). Default: the labels of "
-                        "random held-out clips. Written to OUT/captions.txt")
+                        "blue square' (repeat for several; videos cycle through them), or a class name for a model "
+                        "trained on class folders. Default: the labels of random held-out clips (random classes). "
+                        "Written to OUT/captions.txt")
     s.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE,
                    help=f"label-conditioned models: classifier-free guidance weight (1: none; default: "
                         f"{DEFAULT_GUIDANCE:g})")

@@ -52,6 +52,9 @@ class DataConfig:
     hflip: bool = False  # folder/cache, train: mirror whole clips left-right with probability 1/2
     color_jitter: float = 0.0  # folder/cache, train: brightness/contrast/saturation factors in [1-j, 1+j] per clip
     image_fps: float = 8.0  # folder: frame rate assumed for folders of numbered images
+    # folder/cache: class names (the folders the videos sit in) in label order, for a class-conditioned model
+    # (model.num_labels = their number). `vidiff train --data` fills them in when the data has two or more.
+    classes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -312,6 +315,10 @@ def validate_run(cfg: RunConfig) -> None:
         (0 < d.crop_scale <= 1, "data.crop_scale must be in (0, 1]"),
         (0 <= d.color_jitter < 1, "data.color_jitter must be in [0, 1)"),
         (d.image_fps > 0, "data.image_fps must be > 0"),
+        (not d.classes or (d.dataset != "shapes" and m.num_labels == len(d.classes)),
+         f"data.classes names {len(d.classes)} classes: they need a video folder or cache as data.dataset and "
+         f"model.num_labels={len(d.classes)} (got {m.num_labels} for {d.dataset!r})"),
+        (len(set(d.classes)) == len(d.classes) and all(d.classes), "data.classes must be distinct, non-empty names"),
         (m.channels >= 4, "model.channels must be >= 4"),
         (len(m.channel_mults) >= 1 and all(x >= 1 for x in m.channel_mults), "model.channel_mults must be positive"),
         (m.blocks_per_level >= 1, "model.blocks_per_level must be >= 1"),
@@ -349,8 +356,9 @@ def validate_run(cfg: RunConfig) -> None:
         from vidiff.data.shapes import LABELS
 
         if d.dataset != "shapes":
-            checks.append((False, "model.num_labels needs a dataset with labels: only data.dataset=shapes has them "
-                                  "(set model.num_labels=0)"))
+            if not d.classes:
+                checks.append((False, "model.num_labels needs a dataset with labels: shapes, or videos in two or "
+                                      "more class folders (data.classes) (set model.num_labels=0)"))
         elif m.num_labels != len(LABELS):
             checks.append((False, f"model.num_labels must be {len(LABELS)} for shapes (one per colour and shape), "
                                   f"got {m.num_labels}"))

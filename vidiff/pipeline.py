@@ -118,11 +118,22 @@ class VideoPipeline:
         return VideoPipelineOutput(videos=torch.cat(videos).cpu())
 
     def labels_for(self, captions: list[str]) -> torch.Tensor:
-        """Captions in the dataset's words ("a red circle and a blue square") -> labels (N, max_objects)."""
+        """Captions in the dataset's words ("a red circle and a blue square") -> labels (N, max_objects); for a
+        model trained on class folders, class names ("cats") -> labels (N, 1)."""
         from vidiff.data.shapes import parse_caption
 
         if not self.denoiser.num_labels:
             raise VidiffError("this model was trained without labels (model.num_labels = 0): it cannot take a caption")
+        classes = self.config.data.classes
+        if classes:
+            lower = [c.lower() for c in classes]
+            out = []
+            for text in captions:
+                name = " ".join(text.split()).lower()
+                if name not in lower:
+                    raise VidiffError(f"unknown class {text!r}: this model knows {', '.join(classes)}")
+                out.append([lower.index(name)])
+            return torch.tensor(out, dtype=torch.long)
         m = self.config.data.max_objects
         out = torch.full((len(captions), m), -1, dtype=torch.long)
         for i, text in enumerate(captions):
@@ -135,14 +146,27 @@ class VideoPipeline:
 
     def dataset_labels(self, num: int, seed: int = 0) -> torch.Tensor:
         """The labels of `num` random held-out clips of the training dataset (N, max_objects): videos sampled
-        with them show objects as often as the data does."""
+        with them show objects as often as the data does. A model trained on class folders: random classes (N, 1),
+        without reading the videos."""
         import numpy as np
 
         from vidiff.data import build_dataset
 
+        rng = np.random.default_rng([seed, 7])
+        if self.config.data.classes:
+            return torch.as_tensor(rng.integers(len(self.config.data.classes), size=(num, 1)), dtype=torch.long)
         data = build_dataset(self.config.data, "eval")
-        index = np.random.default_rng([seed, 7]).choice(len(data), size=num, replace=num > len(data))
+        index = rng.choice(len(data), size=num, replace=num > len(data))
         return torch.stack([data.labels(int(i)) for i in index])
+
+    def captions_for(self, labels: torch.Tensor) -> list[str]:
+        """Labels (N, L) -> what each video was asked to show: class names, or captions in the dataset's words."""
+        from vidiff.data.shapes import labels_caption
+
+        classes = self.config.data.classes
+        if classes:
+            return [" and ".join(classes[int(k)] for k in row if k >= 0) for row in labels]
+        return [labels_caption(k) for k in labels]
 
     # One model, many tasks (vidiff.tasks): each returns videos (B, C, F, H, W) in [-1, 1].
     def predict(self, context, num_future: int, **kwargs) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 from vidiff.data.shapes import BouncingShapes
 
-__all__ = ["BouncingShapes", "build_dataset"]
+__all__ = ["BouncingShapes", "build_dataset", "folder_classes"]
 
 
 def build_dataset(cfg, split: str = "train"):
@@ -24,7 +24,25 @@ def build_dataset(cfg, split: str = "train"):
         from vidiff.data.cache import CachedClips, is_cache
         from vidiff.data.folder import VideoFolder
 
-        if is_cache(path):
-            return CachedClips.from_config(cfg, split)
-        return VideoFolder.from_config(cfg, split)
+        data = CachedClips.from_config(cfg, split) if is_cache(path) else VideoFolder.from_config(cfg, split)
+        if cfg.classes:  # a class-conditioned model: label videos in the order it was trained with
+            data.use_classes(cfg.classes)
+        return data
     raise ConfigError(f"data.dataset {cfg.dataset!r} is neither 'shapes' nor an existing folder, video file or cache")
+
+
+def folder_classes(path) -> list[str]:
+    """The class names of a video folder or cache without reading any video: the sorted names of the folders
+    the videos sit in (videos directly inside `path` have none)."""
+    from pathlib import Path
+
+    from vidiff.data.cache import is_cache, read_index
+    from vidiff.data.folder import class_name, find_videos
+
+    path = Path(path).expanduser()
+    if is_cache(path):
+        names = {e.get("class", "") for e in read_index(path)["files"].values() if e.get("status") == "ok"}
+    else:
+        base = path if path.is_dir() else path.parent
+        names = {class_name(p, base) for p in find_videos(path)} if path.is_dir() else set()
+    return sorted(n for n in names if n)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+import torch
 from torch.utils.data import Dataset
 
 from vidiff.data.transforms import apply_augment, center_augment, sample_augment
@@ -288,6 +289,7 @@ class ClipDataset(Dataset):
                 "video": apply_augment(frames, aug, self.size),  # (C, F, size, size) in [-1, 1]
                 "caption": rec.caption,
                 "label": rec.label,
+                "labels": torch.tensor([rec.label], dtype=torch.long),  # (1,): the class, -1 for none
                 "class_name": rec.class_name,
                 "path": rec.name,
                 "start": start,
@@ -298,7 +300,15 @@ class ClipDataset(Dataset):
     @property
     def classes(self) -> list[str]:
         """Class names (parent folder names) in label order."""
-        return sorted({r.class_name for r in self.videos if r.class_name})
+        return list(self._classes) if getattr(self, "_classes", None) else \
+            sorted({r.class_name for r in self.videos if r.class_name})
+
+    def use_classes(self, classes) -> None:
+        """Label every video by its folder's place in `classes` (-1 if absent): the order a trained model knows,
+        which need not be the sorted folder names found now (a folder may have been added or emptied since)."""
+        self._classes = tuple(classes)
+        for r in self.videos:
+            r.label = self._classes.index(r.class_name) if r.class_name in self._classes else -1
 
     def summary(self) -> str:
         """One line: usable videos, and the files skipped while scanning and while reading clips."""
