@@ -182,3 +182,44 @@ def test_asked_attributes_agree_with_the_classifier_labels():
         want = clip_labels(ds, i)
         assert np.array_equal(got["present"][i].numpy(), want["present"])
         assert np.array_equal(got["shape"][i].numpy(), want["shape"])
+
+
+def test_tasks_take_a_prompt_through_every_conditioning_method(tmp_path, capsys):
+    from vidiff import tasks
+    from vidiff.io import write_video
+    from vidiff.pipeline import VideoPipeline
+
+    run = tmp_path / "masked"
+    assert main(["train", "demo", *LABELLED, "train.steps=1", "masks.enabled=true", "masks.max_context=2", "--out",
+                 str(run), "--quiet"]) == 0
+    pipe = VideoPipeline.from_pretrained(run)
+    torch.manual_seed(0)
+    with torch.no_grad():  # random weights everywhere (no zero-initialised layer), so the labels change the output
+        for p in pipe.denoiser.parameters():
+            p.normal_(0, 0.2)
+    context = torch.rand(3, 2, 16, 16) * 2 - 1
+    red, green = pipe.labels_for(["a red circle"]), pipe.labels_for(["a green square"])
+    for method in ("masked", "reconstruction", "replacement"):
+        outs = [tasks.predict(pipe, context, 2, method=method, num_steps=2, labels=lab,
+                              generator=torch.Generator().manual_seed(1)) for lab in (red, green, None)]
+        for out in outs:
+            assert out.shape == (1, 3, 4, 16, 16) and torch.equal(out[:, :, :2], context[None])  # context kept
+        assert not torch.allclose(outs[0], outs[1]) and not torch.allclose(outs[0], outs[2]), method
+    video = torch.rand(2, 3, 4, 16, 16) * 2 - 1  # one label row for both videos, or one row per video
+    a = tasks.vary(pipe, video, 0.6, num_steps=2, labels=red, generator=torch.Generator().manual_seed(2))
+    b = tasks.vary(pipe, video, 0.6, num_steps=2, labels=torch.cat([red, green]),
+                   generator=torch.Generator().manual_seed(2))
+    assert torch.allclose(a[0], b[0]) and not torch.allclose(a[1], b[1])
+
+    clip = tmp_path / "clip.mp4"
+    write_video(clip, torch.rand(3, 4, 16, 16) * 2 - 1)
+    out = tmp_path / "p"
+    assert main(["predict", str(run), "--input", str(clip), "--context", "2", "--steps", "2", "--prompt",
+                 "a blue triangle", "--label-guidance", "3", "--out", str(out), "--quiet"]) == 0
+    assert "asked for 'a blue triangle'" in capsys.readouterr().out
+    assert np.load(out / "samples.npy").shape == (1, 4, 16, 16, 3)
+    plain = tmp_path / "plain"
+    assert main(["train", "demo", *TINY, "model.num_labels=0", "train.steps=1", "--out", str(plain), "--quiet"]) == 0
+    assert main(["extend", str(plain), "--frames", "6", "--steps", "2", "--prompt", "a red circle", "--out",
+                 str(tmp_path / "e"), "--quiet"]) == 2
+    assert "trained without labels" in capsys.readouterr().err

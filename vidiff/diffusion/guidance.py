@@ -26,8 +26,11 @@ def masked_model_denoise(denoiser, known: Optional[torch.Tensor] = None, mask: O
             m = torch.zeros(x_t.shape[0], 1, x_t.shape[2], 1, 1, device=x_t.device)
         else:
             k, m = known.to(x_t.device), mask.to(x_t.device)
-        x0, eps = denoiser(x_t, t, conditioning_channels(k, m), x_self=x_self, labels=labels)
-        return _keep_known(x0, eps, x_t, t, known, mask, denoiser.alphas_cumprod)
+            if k.shape[0] != x_t.shape[0]:  # classifier-free guidance stacks copies of the batch: repeat to match
+                reps = x_t.shape[0] // k.shape[0]
+                k, m = k.repeat(reps, 1, 1, 1, 1), m.repeat(reps, 1, 1, 1, 1) if m.shape[0] > 1 else m
+        x0, eps = denoiser(x_t, t, conditioning_channels(k.expand_as(x_t), m), x_self=x_self, labels=labels)
+        return _keep_known(x0, eps, x_t, t, None if known is None else k, m, denoiser.alphas_cumprod)
 
     denoise.alphas_cumprod = denoiser.alphas_cumprod  # so that replacement / guidance can wrap it like a Denoiser
     denoise.noise_correlation = denoiser.noise_correlation

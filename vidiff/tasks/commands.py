@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vidiff.config import DEFAULT_GUIDANCE
 from vidiff.errors import VidiffError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
@@ -57,6 +58,8 @@ def run_task(args) -> int:
     pipe = VideoPipeline.from_pretrained(args.run, device=args.device)
     g = torch.Generator().manual_seed(args.seed)
     common = dict(num_steps=args.steps, generator=g, progress=not args.quiet)
+    if args.prompt:  # a label-conditioned model: every video is asked for the same objects
+        common.update(labels=pipe.labels_for([args.prompt]), label_guidance=args.label_guidance)
     cond = dict(common, method=getattr(args, "method", "auto"), guidance_weight=getattr(args, "guidance", 2.0))
     Fm, size = pipe.config.data.num_frames, pipe.config.data.size
     t0 = time.perf_counter()
@@ -95,15 +98,16 @@ def run_task(args) -> int:
     seconds = time.perf_counter() - t0
     frames = np.stack([to_frames(v) for v in out])
     write_samples(args.out, frames, fps=args.fps, prefix=args.command)
-    print(f"{args.command}: {len(frames)} videos of {frames.shape[1]} frames in {seconds:.1f} s -> {args.out}")
+    asked = f", asked for {pipe.captions_for(common['labels'])[0]!r}" if args.prompt else ""
+    print(f"{args.command}: {len(frames)} videos of {frames.shape[1]} frames{asked} in {seconds:.1f} s -> {args.out}")
     return 0
 
 
 def add_task_commands(sub) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("run", help="run folder or shipped model name: shapes32 (known frames by reconstruction "
-                                    "guidance; its object labels are not asked for here), or shapes32-masked "
-                                    "(trained with MCVD frame masks)")
+                                    "guidance; label-conditioned: see --prompt), or shapes32-masked (trained with "
+                                    "MCVD frame masks)")
     common.add_argument("--out", required=True, help="output folder (mp4 + gif per video, grid.png, samples.npy)")
     common.add_argument("--num", type=int, default=1, help="samples per input (default: 1)")
     common.add_argument("--steps", type=int, default=50, help="DDIM steps (default: 50)")
@@ -111,6 +115,12 @@ def add_task_commands(sub) -> None:
     common.add_argument("--fps", type=float, default=8.0)
     common.add_argument("--device", default="auto")
     common.add_argument("--quiet", action="store_true")
+    common.add_argument("--prompt", metavar="TEXT",
+                        help="label-conditioned models (shapes32): what every video should show, in the dataset's "
+                             "words ('a red circle and a blue square') or a class name; default: no labels (the "
+                             "model's unconditional output)")
+    common.add_argument("--label-guidance", type=float, default=DEFAULT_GUIDANCE, metavar="W",
+                        help=f"classifier-free guidance weight for --prompt (1: none; default: {DEFAULT_GUIDANCE:g})")
     guided = argparse.ArgumentParser(add_help=False)
     guided.add_argument("--method", choices=["auto", "masked", "reconstruction", "replacement"], default="auto",
                         help="how known frames condition the model: 'masked' for models trained with masks "

@@ -19,7 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from vidiff.diffusion import sample
-from vidiff.diffusion.guidance import masked_model_denoise, reconstruction_guidance, replacement
+from vidiff.config import DEFAULT_GUIDANCE
+from vidiff.diffusion.guidance import (classifier_free_guidance, masked_model_denoise, reconstruction_guidance,
+                                       replacement)
 from vidiff.diffusion.masks import frames_mask
 from vidiff.diffusion.samplers import sample_ddim
 from vidiff.diffusion.schedules import q_sample, video_noise
@@ -54,8 +56,30 @@ def fit_resolution(pipe, video: torch.Tensor) -> torch.Tensor:
     return frames.reshape(B, Fr, C, size, size).permute(0, 2, 1, 3, 4).clamp(-1, 1)
 
 
-def _denoise_fn(pipe, known, mask, method, guidance_weight, generator):
+def _model_fn(pipe, known=None, mask=None, labels=None, label_guidance=DEFAULT_GUIDANCE):
+    """The network as a denoise function: a masked model gets its conditioning channels (none: unconditional),
+    and with `labels` (B, L) a label-conditioned one is guided towards them (classifier-free guidance)."""
     den = pipe.denoiser
+    fn = masked_model_denoise(den, known, mask) if pipe.config.masks.enabled else den
+    if labels is None:
+        return fn
+    if not den.num_labels:
+        raise VidiffError("this model was trained without labels (model.num_labels = 0): it cannot take a prompt")
+    return classifier_free_guidance(fn, labels.to(pipe.device), label_guidance)
+
+
+def _batch_labels(labels: Optional[torch.Tensor], batch: int) -> Optional[torch.Tensor]:
+    """Labels (L,) or (1, L) for every video, or (batch, L) one row per video -> (batch, L)."""
+    if labels is None:
+        return None
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    labels = labels[None] if labels.ndim == 1 else labels
+    if labels.ndim != 2 or labels.shape[0] not in (1, batch):
+        raise VidiffError(f"labels must be (slots,) or (1 or {batch}, slots), got shape {tuple(labels.shape)}")
+    return labels.expand(batch, -1)
+
+
+def _denoise_fn(pipe, known, mask, method, guidance_weight, generator, labels=None, label_guidance=DEFAULT_GUIDANCE):
     frame_mask = mask.shape[-1] == 1 and mask.shape[-2] == 1
     if method == "auto":
         method = "masked" if pipe.config.masks.enabled and frame_mask else "reconstruction"
@@ -66,9 +90,9 @@ def _denoise_fn(pipe, known, mask, method, guidance_weight, generator):
             raise VidiffError("this model was trained without masks: use --method reconstruction or replacement")
         if not frame_mask:
             raise VidiffError("a masked model is conditioned on whole frames: use reconstruction for space-time masks")
-        return masked_model_denoise(den, known, mask)
+        return _model_fn(pipe, known, mask, labels, label_guidance)
     # a masked model used without its conditioning channels is asked for unconditional output
-    base = masked_model_denoise(den) if pipe.config.masks.enabled else den
+    base = _model_fn(pipe, labels=labels, label_guidance=label_guidance)
     if method == "replacement":
         return replacement(base, known, mask, generator)
     return reconstruction_guidance(base, known, mask, guidance_weight, generator)
@@ -76,18 +100,23 @@ def _denoise_fn(pipe, known, mask, method, guidance_weight, generator):
 
 def conditional_sample(pipe, known: torch.Tensor, mask: torch.Tensor, method: str = "auto", num_steps: int = 50,
                        guidance_weight: float = 2.0, generator: Optional[torch.Generator] = None,
-                       progress: bool = False, batch_size: int = 16) -> torch.Tensor:
+                       progress: bool = False, batch_size: int = 16, labels: Optional[torch.Tensor] = None,
+                       label_guidance: float = DEFAULT_GUIDANCE) -> torch.Tensor:
     """Sample clips (B, C, F, H, W) of the model's length in which `known` holds wherever mask == 1.
 
     mask: (B or 1, 1, F, 1, 1) for whole frames or (B or 1, 1, F, H, W) for space-time regions.
+    labels: (L,) or (1 or B, L), for a label-conditioned model: what the clips should show, with classifier-free
+    guidance `label_guidance` (`VideoPipeline.labels_for` makes them from a caption).
     Clips are sampled `batch_size` at a time (reconstruction guidance keeps activations for a backward pass).
     """
+    labels = _batch_labels(labels, known.shape[0])
     if known.shape[0] > batch_size:
         chunks = []
         for i in range(0, known.shape[0], batch_size):
             m = mask[i:i + batch_size] if mask.shape[0] > 1 else mask
+            lab = None if labels is None else labels[i:i + batch_size]
             chunks.append(conditional_sample(pipe, known[i:i + batch_size], m, method, num_steps, guidance_weight,
-                                             generator, progress, batch_size).cpu())
+                                             generator, progress, batch_size, lab, label_guidance).cpu())
         return torch.cat(chunks)
     d = pipe.config.data
     known = known.to(pipe.device)
@@ -99,10 +128,10 @@ def conditional_sample(pipe, known: torch.Tensor, mask: torch.Tensor, method: st
     except RuntimeError:
         raise VidiffError(f"mask of shape {tuple(mask.shape)} does not match the video {tuple(known.shape)}") from None
     mask = mask.to(pipe.device).float()
-    if not mask.any():  # nothing known: plain (unconditional) sampling
-        denoise = masked_model_denoise(pipe.denoiser) if pipe.config.masks.enabled else pipe.denoiser
+    if not mask.any():  # nothing known: plain sampling (guided towards `labels` if given)
+        denoise = _model_fn(pipe, labels=labels, label_guidance=label_guidance)
     else:
-        denoise = _denoise_fn(pipe, known, mask, method, guidance_weight, generator)
+        denoise = _denoise_fn(pipe, known, mask, method, guidance_weight, generator, labels, label_guidance)
     return sample(denoise, tuple(known.shape), pipe.denoiser.alphas_cumprod, "ddim", num_steps,
                   generator=generator, device=pipe.device, progress=progress,
                   noise_correlation=pipe.denoiser.noise_correlation)
@@ -219,9 +248,10 @@ def inpaint(pipe, video: torch.Tensor, region: torch.Tensor, num_samples: int = 
 
 
 def vary(pipe, video: torch.Tensor, strength: float = 0.5, num_samples: int = 1, num_steps: int = 50,
-         generator: Optional[torch.Generator] = None, progress: bool = False) -> torch.Tensor:
+         generator: Optional[torch.Generator] = None, progress: bool = False, labels: Optional[torch.Tensor] = None,
+         label_guidance: float = DEFAULT_GUIDANCE) -> torch.Tensor:
     """Video-to-video variation, SDEdit (Meng et al. 2022): noise the input to timestep strength * T and
-    denoise with DDIM. Small strength stays close to the input, 1 ignores it."""
+    denoise with DDIM. Small strength stays close to the input, 1 ignores it. `labels` as in `conditional_sample`."""
     if not 0 < strength <= 1:
         raise VidiffError(f"strength must be in (0, 1], got {strength}")
     video = fit_resolution(pipe, _batched(video, "video"))
@@ -235,7 +265,7 @@ def vary(pipe, video: torch.Tensor, strength: float = 0.5, num_samples: int = 1,
     t_start = min(T - 1, max(0, round(strength * (T - 1))))
     noise = video_noise(video.shape, den.noise_correlation, generator, pipe.device)
     x_t = q_sample(video, den.alphas_cumprod[t_start].float().expand(video.shape[0]).to(pipe.device), noise)
-    denoise = masked_model_denoise(den) if pipe.config.masks.enabled else den
+    denoise = _model_fn(pipe, labels=_batch_labels(labels, video.shape[0]), label_guidance=label_guidance)
     steps = denoise_timesteps(t_start, max(1, math.ceil(num_steps * strength)))
     return sample_ddim(denoise, x_t, den.alphas_cumprod, steps, generator=generator, progress=progress).cpu()
 
