@@ -57,6 +57,10 @@ def main() -> None:
                         "Hyung et al. 2024): x0 += S * (x0(labels) - x0_skipped(labels))")
     p.add_argument("--skip-layers", default="spacetime",
                    help="which layers the skipped pass leaves out: spacetime, temporal or all-attention, :LEVEL for one level")
+    p.add_argument("--motion-boost", type=float, default=0.0, metavar="K",
+                   help="push each estimate away from its own mean over frames, x0 += K (x0 - mean over frames), "
+                        "at timesteps >= --motion-boost-above (vidiff.diffusion.guidance.motion_boost)")
+    p.add_argument("--motion-boost-above", type=int, default=0, metavar="T")
     p.add_argument("--grid", metavar="PNG", help="also write the first 8 samples as a frame grid (a row per video)")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
@@ -155,6 +159,11 @@ def main() -> None:
         fn.self_conditioning = dn.self_conditioning
         fn.alphas_cumprod, fn.noise_correlation = dn.alphas_cumprod, dn.noise_correlation
         guided += f", skip guidance {s_w:g} ({args.skip_layers}, {len(skipped)} layers)"
+    if args.motion_boost:
+        from vidiff.diffusion.guidance import motion_boost
+
+        fn = motion_boost(fn, args.motion_boost, args.motion_boost_above)
+        guided += f", motion boost {args.motion_boost:g} at t >= {args.motion_boost_above}"
     with torch.no_grad():
         v = sample(fn, shape, dn.alphas_cumprod, sampler=args.sampler, num_steps=args.steps, generator=g, eta=args.eta,
                    x_T=x_T, noise_correlation=dn.noise_correlation)

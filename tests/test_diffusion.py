@@ -237,3 +237,42 @@ def test_self_conditioned_training_feeds_back_a_detached_estimate_half_of_the_ti
             est = den.net.seen[1]
             assert not est.requires_grad and est.abs().max() <= 1
     assert 70 < twice < 130
+
+
+def test_motion_boost_pushes_the_estimate_away_from_its_mean_over_frames():
+    from vidiff.diffusion.guidance import motion_boost
+    from vidiff.diffusion.schedules import make_alphas_cumprod
+
+    ac = make_alphas_cumprod("cosine", 100)
+    x0 = torch.randn(2, 3, 5, 4, 4)
+
+    def denoise(x_t, t):  # a fixed estimate, whatever the input
+        return x0.clone(), torch.zeros_like(x_t)
+
+    denoise.alphas_cumprod, denoise.noise_correlation, denoise.self_conditioning = ac, 0.0, False
+    x_t = torch.randn(2, 3, 5, 4, 4)
+    t = torch.tensor([70, 30])  # the first above min_t, the second below
+    out, eps = motion_boost(denoise, 0.5, min_t=50)(x_t, t)
+    mean = x0.mean(2, keepdim=True)
+    assert torch.allclose(out[0], x0[0] + 0.5 * (x0[0] - mean[0]), atol=1e-6)  # 1.5x the motion around the mean
+    assert torch.equal(out[1], x0[1])  # below min_t: untouched
+    assert torch.allclose(out.mean(2), x0.mean(2), atol=1e-6)  # the static part is kept
+    a = ac[t].float().view(-1, 1, 1, 1, 1)
+    assert torch.allclose(a.sqrt() * out + (1 - a).sqrt() * eps, x_t, atol=1e-5)  # eps consistent with the new x0
+    same, _ = motion_boost(denoise, 0.0, min_t=0)(x_t, t)
+    assert torch.equal(same, x0)
+
+
+def test_sample_with_motion_boost(tmp_path, capsys):
+    from test_cli import TINY
+
+    from vidiff.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "demo", *TINY, "model.num_labels=0", "train.steps=1", "--out", str(run), "--quiet"]) == 0
+    out = tmp_path / "s"
+    assert main(["sample", str(run), "--num", "2", "--steps", "3", "--motion-boost", "0.3", "--out", str(out),
+                 "--quiet"]) == 0
+    assert "motion boost 0.3" in capsys.readouterr().out and (out / "samples.npy").exists()
+    assert main(["sample", str(run), "--num", "1", "--steps", "3", "--motion-boost", "-1", "--quiet"]) == 2
+    assert "motion boost must be >= 0" in capsys.readouterr().err

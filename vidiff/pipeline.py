@@ -24,6 +24,7 @@ from vidiff.build import build_denoiser
 from vidiff.config import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, RunConfig, default_steps, load_config
 from vidiff.diffusion import SAMPLERS, sample
 from vidiff.diffusion.guidance import classifier_free_guidance, masked_model_denoise
+from vidiff.diffusion.guidance import motion_boost as boost_motion
 from vidiff.errors import CheckpointError, VidiffError
 from vidiff.io import to_frames
 from vidiff.training.checkpoint import CONFIG, WEIGHTS, load_into, load_tensors
@@ -80,10 +81,11 @@ class VideoPipeline:
     def __call__(self, num_videos: int = 1, num_inference_steps: Optional[int] = None, sampler: str = DEFAULT_SAMPLER,
                  eta: float = 0.0, generator: Optional[torch.Generator] = None, batch_size: int = 16,
                  progress: bool = True, labels: Optional[torch.Tensor] = None,
-                 guidance_scale: float = DEFAULT_GUIDANCE) -> VideoPipelineOutput:
+                 guidance_scale: float = DEFAULT_GUIDANCE, motion_boost: float = 0.0) -> VideoPipelineOutput:
         """`labels` (num_videos, L) long (-1: empty slot), for a label-conditioned model: each video shows its
         labels, with classifier-free guidance of weight `guidance_scale`. Without labels such a model samples
-        unconditionally."""
+        unconditionally. `motion_boost` > 0 pushes the estimates of the noisier half of the steps away from a
+        clip without motion (`vidiff.diffusion.guidance.motion_boost`): faster objects, a little less persistence."""
         if sampler not in SAMPLERS:
             raise VidiffError(f"unknown sampler {sampler!r}; choose from {', '.join(sorted(SAMPLERS))}")
         T = self.denoiser.num_timesteps
@@ -92,6 +94,8 @@ class VideoPipeline:
             raise VidiffError(f"number of steps must be between 1 and {T}, got {num_inference_steps}")
         if num_videos < 1:
             raise VidiffError(f"number of videos must be >= 1, got {num_videos}")
+        if motion_boost < 0:
+            raise VidiffError(f"motion boost must be >= 0, got {motion_boost}")
         if labels is not None:
             if not self.denoiser.num_labels:
                 raise VidiffError("this model was trained without labels (model.num_labels = 0): it cannot take any")
@@ -112,6 +116,8 @@ class VideoPipeline:
             denoise = masked_model_denoise(self.denoiser) if self.config.masks.enabled else self.denoiser
             if labels is not None:
                 denoise = classifier_free_guidance(denoise, labels[start:start + n], guidance_scale)
+            if motion_boost:
+                denoise = boost_motion(denoise, motion_boost, min_t=T // 2)
             videos.append(sample(denoise, shape, self.denoiser.alphas_cumprod, sampler=sampler,
                                  num_steps=num_inference_steps, eta=eta, generator=generator, device=self.device,
                                  progress=progress, noise_correlation=self.denoiser.noise_correlation))

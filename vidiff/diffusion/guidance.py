@@ -121,3 +121,28 @@ def classifier_free_guidance(denoiser, labels: torch.Tensor, scale: float = 1.0)
     denoise.noise_correlation = denoiser.noise_correlation
     denoise.self_conditioning = denoiser.self_conditioning
     return denoise
+
+
+def motion_boost(denoiser, scale: float, min_t: int):
+    """Push every estimate of the clean clip away from its own mean over frames, a clip without motion:
+        x^0 <- x^0 + s * (x^0 - mean_f x^0)   at timesteps t >= `min_t`,   s = `scale`,
+    and eps recomputed from it. At high noise the posterior mean of a clip is nearly static (every frame's
+    object could be anywhere), and samplers that commit to it early draw objects that move at about half their
+    real speed (docs/benchmarks.md, ninth and tenth rounds); this amplifies whatever the estimate already has
+    that differs between frames. It is a sampling heuristic in the spirit of classifier-free guidance with a
+    static clip as the negative, not a result of the model: it also amplifies flicker and splits, at some cost
+    in persistence (measured in docs/benchmarks.md, "Tenth round")."""
+
+    def denoise(x_t, t, x_self=None):
+        x0, eps = _call(denoiser, x_t, t, x_self)
+        if scale == 0.0:
+            return x0, eps
+        boost = (t >= min_t).to(x0.dtype)[:, None, None, None, None] * scale  # (B, 1, 1, 1, 1)
+        x0 = x0 + boost * (x0 - x0.mean(dim=2, keepdim=True))
+        a = append_dims(denoiser.alphas_cumprod.to(x_t.device)[t].float(), x_t.ndim)
+        return x0, (x_t - a.sqrt() * x0) / (1 - a).sqrt()
+
+    denoise.alphas_cumprod = denoiser.alphas_cumprod
+    denoise.noise_correlation = getattr(denoiser, "noise_correlation", 0.0)
+    denoise.self_conditioning = getattr(denoiser, "self_conditioning", False)
+    return denoise
