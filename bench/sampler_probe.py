@@ -181,7 +181,9 @@ def main() -> None:
     print(f"{weights} {args.sampler}{eta} {args.steps} steps{sc}{guided}, eps / {lam:g}, {args.num} samples, seed {args.seed}: "
           f"empty {empty:.3f} persistence {persistence(v)[0]:.3f} colour drift {colour_drift(v):.3f} "
           f"speed {speed:.2f}; empty clips {[i for i in range(args.num) if which[i]]}")
-    print(f"objects per clip {objects_per_clip(v):.2f}; {colour_share_text(v)}")
+    area = float((v.clamp(-1, 1).amax(1) > 0).float().mean())  # brightest channel > 0.5 in [0, 1] units
+    print(f"objects per clip {objects_per_clip(v):.2f}; object pixels {area:.3f} of all (real clips ~0.096); "
+          f"{colour_share_text(v)}")
     if dn.num_labels:
         from sample_checks import asked_text
 

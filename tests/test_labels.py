@@ -87,6 +87,12 @@ def test_classifier_free_guidance_combines_the_two_predictions():
     # eps stays the one that x0 implies: x_t = sqrt(a) x0 + sqrt(1 - a) eps
     a = d.alpha_bar(t)[:, None, None, None, None]
     assert torch.allclose(a.sqrt() * x0 + (1 - a).sqrt() * eps, x, atol=1e-3)
+    # a guidance interval: guided at t <= 25, the conditional model alone above
+    x0, eps = classifier_free_guidance(d, labels, 3.0, max_t=25)(x, t, x_self=x_self)
+    assert torch.allclose(x0[:2], u[0][:2] + 3 * (c[0][:2] - u[0][:2]), atol=1e-4)
+    assert torch.allclose(x0[2], c[0][2], atol=1e-5) and torch.allclose(eps[2], c[1][2], atol=1e-5)
+    x0, _ = classifier_free_guidance(d, labels, 3.0, max_t=4)(x, t, x_self=x_self)  # all above: one plain call
+    assert torch.allclose(x0, c[0], atol=1e-5)
 
 
 def test_training_sees_the_batch_labels_and_drops_a_fraction(tmp_path, monkeypatch):
@@ -124,6 +130,8 @@ def test_sample_with_prompts_and_the_errors(tmp_path):
     assert (out / "captions.txt").read_text().splitlines() == [
         "sample_000: a red circle and a blue square", "sample_001: a green triangle",
         "sample_002: a red circle and a blue square"]
+    assert main(["sample", str(run), "--num", "2", "--steps", "3", "--prompt", "a red circle", "--guidance-below",
+                 "25", "--out", str(tmp_path / "b"), "--quiet"]) == 0
     # without prompts: the labels of held-out clips, different per seed
     assert main(["sample", str(run), "--num", "4", "--steps", "2", "--out", str(tmp_path / "d"), "--quiet"]) == 0
     assert len((tmp_path / "d" / "captions.txt").read_text().splitlines()) == 4

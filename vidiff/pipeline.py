@@ -81,10 +81,12 @@ class VideoPipeline:
     def __call__(self, num_videos: int = 1, num_inference_steps: Optional[int] = None, sampler: str = DEFAULT_SAMPLER,
                  eta: float = 0.0, generator: Optional[torch.Generator] = None, batch_size: int = 16,
                  progress: bool = True, labels: Optional[torch.Tensor] = None,
-                 guidance_scale: float = DEFAULT_GUIDANCE, motion_boost: float = 0.0) -> VideoPipelineOutput:
+                 guidance_scale: float = DEFAULT_GUIDANCE, motion_boost: float = 0.0,
+                 guidance_below: Optional[int] = None) -> VideoPipelineOutput:
         """`labels` (num_videos, L) long (-1: empty slot), for a label-conditioned model: each video shows its
         labels, with classifier-free guidance of weight `guidance_scale`. Without labels such a model samples
-        unconditionally. `motion_boost` > 0 pushes the estimates of the noisier half of the steps away from a
+        unconditionally. `guidance_below`: guide only at timesteps <= it (the conditional model alone above: objects
+        of the right size, docs/benchmarks.md, tenth round). `motion_boost` > 0 pushes the estimates of the noisier half of the steps away from a
         clip without motion (`vidiff.diffusion.guidance.motion_boost`): faster objects, a little less persistence."""
         if sampler not in SAMPLERS:
             raise VidiffError(f"unknown sampler {sampler!r}; choose from {', '.join(sorted(SAMPLERS))}")
@@ -115,7 +117,7 @@ class VideoPipeline:
             shape = (n, m.in_channels, d.num_frames, d.size, d.size)
             denoise = masked_model_denoise(self.denoiser) if self.config.masks.enabled else self.denoiser
             if labels is not None:
-                denoise = classifier_free_guidance(denoise, labels[start:start + n], guidance_scale)
+                denoise = classifier_free_guidance(denoise, labels[start:start + n], guidance_scale, guidance_below)
             if motion_boost:
                 denoise = boost_motion(denoise, motion_boost, min_t=T // 2)
             videos.append(sample(denoise, shape, self.denoiser.alphas_cumprod, sampler=sampler,
