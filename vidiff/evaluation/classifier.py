@@ -224,8 +224,8 @@ def mirror_labels(labels: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def _to_input(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8 (N, F, H, W, 3) -> float (N, 3, F, H, W) in [-1, 1]; float (N, C, F, H, W) passes through."""
-    if isinstance(frames, np.ndarray):
-        frames = torch.from_numpy(frames)
+    if isinstance(frames, np.ndarray):  # (a read-only array, e.g. memory-mapped samples.npy, is copied)
+        frames = torch.from_numpy(frames if frames.flags.writeable else frames.copy())
     if frames.dtype == torch.uint8:
         return frames.permute(0, 4, 1, 2, 3).float() / 127.5 - 1
     return frames.float()
