@@ -111,17 +111,9 @@ def main() -> None:
         from vidiff.pipeline import VideoPipeline
 
         labels = VideoPipeline(dn, cfg, torch.device("cpu")).dataset_labels(args.num, args.seed)
-        guided_fn = classifier_free_guidance(denoise, labels, args.guidance)
-        fn, guided = guided_fn, f", guidance {args.guidance:g}"
-        if args.guidance_below is not None:
-            cond_fn = classifier_free_guidance(denoise, labels, 1.0)
-
-            def fn(x, t, **kw):
-                return (guided_fn if int(t[0]) <= args.guidance_below else cond_fn)(x, t, **kw)
-
-            fn.self_conditioning = dn.self_conditioning
-            fn.alphas_cumprod, fn.noise_correlation = dn.alphas_cumprod, dn.noise_correlation
-            guided += f" at t <= {args.guidance_below}"
+        fn = classifier_free_guidance(denoise, labels, args.guidance, max_t=args.guidance_below)
+        guided = f", guidance {args.guidance:g}" + (
+            f" at t <= {args.guidance_below}" if args.guidance_below is not None else "")
     if args.skip_guidance:
         from vidiff.models.layers import SpaceTimeAttention, TemporalAttention, _Attention
 

@@ -82,7 +82,7 @@ def _use_data(cfg, data: str, workers, overrides: list[str]) -> None:
         cfg.model.num_labels = len(cfg.data.classes)
     if workers is not None:
         cfg.train.num_workers = workers
-    elif cfg.train.num_workers == 0 and not any(o.startswith("train.num_workers=") for o in overrides):
+    elif cfg.train.num_workers == 0 and "train.num_workers" not in given:
         cfg.train.num_workers = min(4, max(1, (os.cpu_count() or 1) - 1))  # leave a core for the training step
     validate_run(cfg)
     kind = "prepared cache" if is_cache(path) else "videos decoded on the fly"

@@ -23,8 +23,7 @@ import torch
 from vidiff.build import build_denoiser
 from vidiff.config import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, RunConfig, default_steps, load_config
 from vidiff.diffusion import SAMPLERS, sample
-from vidiff.diffusion.guidance import classifier_free_guidance, masked_model_denoise
-from vidiff.diffusion.guidance import motion_boost as boost_motion
+from vidiff.diffusion.guidance import classifier_free_guidance, masked_model_denoise, motion_boost as boost_motion
 from vidiff.errors import CheckpointError, VidiffError
 from vidiff.io import to_frames
 from vidiff.training.checkpoint import CONFIG, WEIGHTS, load_into, load_tensors
@@ -86,8 +85,9 @@ class VideoPipeline:
         """`labels` (num_videos, L) long (-1: empty slot), for a label-conditioned model: each video shows its
         labels, with classifier-free guidance of weight `guidance_scale`. Without labels such a model samples
         unconditionally. `guidance_below`: guide only at timesteps <= it (the conditional model alone above: objects
-        of the right size, docs/benchmarks.md, tenth round). `motion_boost` > 0 pushes the estimates of the noisier half of the steps away from a
-        clip without motion (`vidiff.diffusion.guidance.motion_boost`): faster objects, a little less persistence."""
+        of the right size, docs/benchmarks.md, tenth round). `motion_boost` > 0 pushes the estimates of the noisier
+        half of the steps away from a clip without motion (`vidiff.diffusion.guidance.motion_boost`): faster
+        objects, a little less persistence."""
         if sampler not in SAMPLERS:
             raise VidiffError(f"unknown sampler {sampler!r}; choose from {', '.join(sorted(SAMPLERS))}")
         T = self.denoiser.num_timesteps

@@ -42,7 +42,8 @@ def folder_classes(path) -> list[str]:
     path = Path(path).expanduser()
     if is_cache(path):
         names = {e.get("class", "") for e in read_index(path)["files"].values() if e.get("status") == "ok"}
-    else:
-        base = path if path.is_dir() else path.parent
-        names = {class_name(p, base) for p in find_videos(path)} if path.is_dir() else set()
+    elif path.is_dir():
+        names = {class_name(p, path) for p in find_videos(path)}
+    else:  # a single video file: no classes
+        names = set()
     return sorted(n for n in names if n)

@@ -247,6 +247,7 @@ class ClipDataset(Dataset):
         self.clips_per_video, self.eval_clips_per_video = clips_per_video, eval_clips_per_video
         self.crop, self.crop_scale, self.hflip, self.color_jitter = crop, crop_scale, hflip, color_jitter
         self._bad: set[int] = set()
+        self._classes: Optional[tuple[str, ...]] = None  # set by use_classes
 
     # subclasses: (uint8 (F, H, W, 3) frames, start, fps) of one clip, raising on any read failure
     def _load(self, v: int, rng: Optional[np.random.Generator], j: int) -> tuple[np.ndarray, int, float]:
@@ -300,8 +301,9 @@ class ClipDataset(Dataset):
     @property
     def classes(self) -> list[str]:
         """Class names (parent folder names) in label order."""
-        return list(self._classes) if getattr(self, "_classes", None) else \
-            sorted({r.class_name for r in self.videos if r.class_name})
+        if self._classes is not None:
+            return list(self._classes)
+        return sorted({r.class_name for r in self.videos if r.class_name})
 
     def use_classes(self, classes) -> None:
         """Label every video by its folder's place in `classes` (-1 if absent): the order a trained model knows,
