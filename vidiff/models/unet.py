@@ -57,6 +57,8 @@ class VideoUNet(nn.Module):
         p2 = cfg.patch_size**2
         cin = cfg.in_channels * (2 if cfg.self_condition else 1) + cfg.cond_channels
         self.conv_in = SpaceTimeConv(cin * p2, ch, "none")
+        if cfg.frame_embedding:
+            self.frame_emb = nn.Parameter(torch.zeros(1, ch, 64, 1, 1))
 
         # Encoder: remember the channels of every skip connection for the decoder.
         skips = [ch]
@@ -125,6 +127,8 @@ class VideoUNet(nn.Module):
         if p > 1:  # space-to-depth: (B, C, F, H, W) -> (B, C*p*p, F, H/p, W/p)
             x = rearrange(x, "b c f (h p1) (w p2) -> b (c p1 p2) f h w", p1=p, p2=p)
         h = self.conv_in(x)
+        if self.config.frame_embedding:
+            h = h + self.frame_emb[:, :, : h.shape[2]]
         hs = [h]
         for lv, level in enumerate(self.down):
             for layers in level.blocks:
