@@ -69,6 +69,7 @@ class ModelConfig:
     head_dim: int = 32  # channels per attention head
     temporal_conv: str = "factorized"  # "factorized" (2+1)D, "full" 3x3x3, or "none" (attention only)
     frame_embedding: bool = False  # trial: a learned vector per absolute frame index, added after the input conv
+    temporal_padding: str = "zeros"  # trial: "zeros", "replicate" or "extrapolate" (2 h_0 - h_1) for temporal convs
     temporal_init: str = "random"  # "identity": factorized temporal convs start as the identity (Make-A-Video)
     patch_size: int = 1  # fold p x p pixels into channels at the input (space-to-depth) and unfold at the output
     in_channels: int = 3  # video channels (RGB)
