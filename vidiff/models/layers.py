@@ -65,6 +65,8 @@ class SpaceTimeConv(nn.Module):
             x = torch.cat([x[:, :, :1], x, x[:, :, -1:]], dim=2)
         elif self.padding == "extrapolate":  # linear in time at both ends: a smoothing filter leaks nothing inward
             x = torch.cat([2 * x[:, :, :1] - x[:, :, 1:2], x, 2 * x[:, :, -1:] - x[:, :, -2:-1]], dim=2)
+        elif self.padding == "half":  # halfway between replicate and extrapolate
+            x = torch.cat([1.5 * x[:, :, :1] - 0.5 * x[:, :, 1:2], x, 1.5 * x[:, :, -1:] - 0.5 * x[:, :, -2:-1]], dim=2)
         return self.temporal(x)
 
 
