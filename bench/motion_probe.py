@@ -6,7 +6,9 @@
 1. Reconstruction: `--num` held-out clips noised to each timestep of `--t`, and the network's one-shot estimate of
    the clean clip (no self-conditioning input; a label-conditioned model gets the clip's own labels). Printed: the
    MSE of that estimate to the clip, and the MSE of the rescaled input x_t / sqrt(alpha_bar) (plain copying). A
-   network that cannot give back a nearly clean input (t = 10) blurs every sample's last step.
+   network that cannot give back a nearly clean input (t = 10) blurs every sample's last step. Also the estimate's
+   centroid speed per pair of frames: a network whose estimate slows the first and last pairs drags its samples'
+   objects back at the clip's ends, step after step.
 2. Denoising from t0 (SDEdit, Meng et al. 2022): the same clips noised to each t0 of `--denoise-from` and sampled
    back with DDPM (100 steps per 1,000 timesteps), a label-conditioned model guided towards the clip's own labels
    with weight `--guidance`. Printed: the centroid speed of the objects in the one-shot estimate at t0 and in the
@@ -14,7 +16,7 @@
    timestep is generation from scratch. Where along t0 the speed falls tells whether a model loses motion where
    it decides the layout (high t0) or at every denoising step.
 
-Used for the "Ninth round" of docs/benchmarks.md.
+Used for the "Ninth round" and "Eleventh round" of docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    from sample_checks import colour_drift, motion, persistence
+    from sample_checks import colour_drift, motion, persistence, profile_text
 
     from vidiff.data import build_dataset
     from vidiff.diffusion.guidance import classifier_free_guidance
@@ -78,15 +80,18 @@ def main() -> None:
 
     print(f"{run}: {n} held-out clips, seed {args.seed}")
     print("reconstruction   " + "  ".join(f"t={t:<6d}" for t in args.t))
-    est, copy = [], []
+    est, copy, profiles = [], [], []
     for t in args.t:
         x_t, _ = noised(t)
         with torch.no_grad():
             xh = dn(x_t, torch.full((n,), t), **kw)[0].clamp(-1, 1)
         est.append(((xh - x0) ** 2).mean().item())
+        profiles.append(f"  t={t}: {profile_text(xh)}")
         copy.append(((x_t / dn.alphas_cumprod[t].float().sqrt()).clamp(-1, 1) - x0).pow(2).mean().item())
     print("  estimate MSE   " + "  ".join(f"{m:<8.4f}" for m in est))
     print("  copy MSE       " + "  ".join(f"{m:<8.4f}" for m in copy))
+    print(f"speed of the one-shot estimate; real clips: {profile_text(x0)}")
+    print("\n".join(profiles))
 
     _, speed = motion(x0)
     guided = f", guidance {args.guidance:g} towards each clip's labels" if labels is not None else ""

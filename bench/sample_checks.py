@@ -61,6 +61,25 @@ def motion(v: torch.Tensor) -> tuple[float, float]:
     return float(empty.mean()), float((speed * pairs).sum() / max(pairs.sum(), 1))
 
 
+def speed_profile(v: torch.Tensor) -> list[float]:
+    """v: (N, C, F, H, W) in [-1, 1] -> the centroid speed (px/frame) of each of the F - 1 pairs of consecutive
+    frames, pooled over the clips with object pixels in both frames: where along a clip objects slow down."""
+    obj = (v.clamp(-1, 1).amax(1) > 0).double()  # (N, F, H, W): brightest channel above half
+    mass = obj.sum((2, 3))  # (N, F)
+    ys, xs = torch.arange(obj.shape[2]).double(), torch.arange(obj.shape[3]).double()
+    cy = (obj.sum(3) * ys).sum(2) / mass.clamp(min=1)  # (N, F)
+    cx = (obj.sum(2) * xs).sum(2) / mass.clamp(min=1)
+    step = torch.hypot(cy.diff(dim=1), cx.diff(dim=1))  # (N, F - 1)
+    both = ((mass[:, 1:] > 0) & (mass[:, :-1] > 0)).double()
+    return ((step * both).sum(0) / both.sum(0).clamp(min=1)).tolist()
+
+
+def profile_text(v: torch.Tensor) -> str:
+    s = speed_profile(v)
+    return (f"first / last pair {s[0]:.2f} / {s[-1]:.2f}, the others {sum(s[1:-1]) / max(len(s) - 2, 1):.2f} "
+            f"(per pair: {' '.join(f'{x:.2f}' for x in s)})")
+
+
 def colour_share_text(v: torch.Tensor, real: torch.Tensor | None = None) -> str:
     """The share of object pixels per palette colour (`metrics.colour_frequencies`), with real clips' in brackets
     and the total-variation distance between the two when `real` is given."""

@@ -31,39 +31,6 @@ sys.path.insert(0, str(ROOT / "bench"))
 from vidiff.config import DEFAULT_GUIDANCE  # noqa: E402
 
 
-def speed_profile(v: torch.Tensor) -> list[float]:
-    """(N, C, F, H, W) in [-1, 1] -> (F - 1) centroid speeds in px/frame, each pooled over the clips that have object
-    pixels in both frames of the pair: where in the clip the objects slow down."""
-    obj = (v.clamp(-1, 1).amax(1) > 0).double()  # (N, F, H, W)
-    mass = obj.sum((2, 3))  # (N, F)
-    ys, xs = torch.arange(obj.shape[2]).double(), torch.arange(obj.shape[3]).double()
-    cy = (obj.sum(3) * ys).sum(2) / mass.clamp(min=1)  # (N, F)
-    cx = (obj.sum(2) * xs).sum(2) / mass.clamp(min=1)
-    step = torch.hypot(cy.diff(dim=1), cx.diff(dim=1))  # (N, F-1)
-    both = ((mass[:, 1:] > 0) & (mass[:, :-1] > 0)).double()
-    return ((step * both).sum(0) / both.sum(0).clamp(min=1)).tolist()
-
-
-def moving_noise(x_T: torch.Tensor, weight: float, g: torch.Generator, size: int) -> torch.Tensor:
-    """x_T (N, C, F, H, W) -> the same law per frame (N(0, I)), plus a moving part: sqrt(1 - weight) x_T +
-    sqrt(weight) (one noise image per video, shifted by v * f in frame f with a Fourier phase ramp, so it stays white)."""
-    N, C, F, H, W = x_T.shape
-    base = torch.randn((N, C, H, W), generator=g)
-    speed = (torch.rand(N, generator=g) + 0.5) * size / 32  # px/frame, as BouncingShapes draws them
-    angle = torch.rand(N, generator=g) * 2 * torch.pi
-    vy, vx = speed * angle.sin(), speed * angle.cos()  # (N,)
-    ky = torch.fft.fftfreq(H).view(1, H, 1)
-    kx = torch.fft.rfftfreq(W).view(1, 1, W // 2 + 1)
-    spec = torch.fft.rfft2(base)  # (N, C, H, W//2+1)
-    frames = []
-    for f in range(F):
-        phase = torch.exp(-2j * torch.pi * (ky * (vy * f).view(N, 1, 1) + kx * (vx * f).view(N, 1, 1)))  # (N, H, W')
-        frames.append(torch.fft.irfft2(spec * phase.unsqueeze(1), s=(H, W)))
-    moving = torch.stack(frames, 2)  # (N, C, F, H, W)
-    moving = moving / moving.std()
-    return (1 - weight) ** 0.5 * x_T + weight ** 0.5 * moving
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run")
@@ -94,18 +61,11 @@ def main() -> None:
                    help="push each estimate away from its own mean over frames, x0 += K (x0 - mean over frames), "
                         "at timesteps >= --motion-boost-above (vidiff.diffusion.guidance.motion_boost)")
     p.add_argument("--motion-boost-above", type=int, default=0, metavar="T")
-    p.add_argument("--extra-frames", type=int, default=0, metavar="K",
-                   help="sample K more frames at each end than the model was trained on and score the middle ones")
-    p.add_argument("--refine", type=int, default=None, metavar="T0",
-                   help="then noise the samples back to timestep T0 and sample again from there with DDPM (SDEdit)")
-    p.add_argument("--moving-noise", type=float, default=0.0, metavar="L",
-                   help="x_T = sqrt(1-L) iid noise + sqrt(L) one noise image translated at a random velocity per "
-                        "video (speeds as the data's): a seed of motion in the starting noise")
     p.add_argument("--grid", metavar="PNG", help="also write the first 8 samples as a frame grid (a row per video)")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    from sample_checks import colour_drift, colour_share_text, motion, objects_per_clip, persistence
+    from sample_checks import colour_drift, colour_share_text, motion, objects_per_clip, persistence, profile_text
 
     from vidiff.build import build_denoiser
     from vidiff.config import load_config
@@ -126,12 +86,9 @@ def main() -> None:
         sys.exit(f"error: {e}")
 
     g = torch.Generator().manual_seed(args.seed)
-    K = args.extra_frames
-    shape = (args.num, cfg.model.in_channels, cfg.data.num_frames + 2 * K, cfg.data.size, cfg.data.size)
+    shape = (args.num, cfg.model.in_channels, cfg.data.num_frames, cfg.data.size, cfg.data.size)
     x_T = video_noise(shape, dn.noise_correlation, g, "cpu")
     lam = args.eps_scale
-    if args.moving_noise:
-        x_T = moving_noise(x_T, args.moving_noise, g, cfg.data.size)
 
     def denoise(x, t, labels=None, **kw):
         if dn.self_conditioning:
@@ -202,16 +159,6 @@ def main() -> None:
     with torch.no_grad():
         v = sample(fn, shape, dn.alphas_cumprod, sampler=args.sampler, num_steps=args.steps, generator=g, eta=args.eta,
                    x_T=x_T, noise_correlation=dn.noise_correlation)
-        if args.refine is not None:  # SDEdit: back to T0 with fresh noise, then DDPM down from there
-            from vidiff.diffusion.samplers import sample_ddpm, sampling_timesteps
-
-            a = dn.alphas_cumprod[args.refine].float()
-            x = a.sqrt() * v + (1 - a).sqrt() * video_noise(v.shape, dn.noise_correlation, g, "cpu")
-            ts = [t for t in sampling_timesteps(len(dn.alphas_cumprod), args.steps) if t <= args.refine]
-            v = sample_ddpm(fn, x, dn.alphas_cumprod, [args.refine] + [t for t in ts if t < args.refine], generator=g,
-                            noise_correlation=dn.noise_correlation)
-            guided += f", then DDPM from t = {args.refine}"
-    v = v[:, :, K:K + cfg.data.num_frames]  # (N, C, F, H, W): the frames the model was trained to make
     if args.grid:
         import numpy as np
 
@@ -219,7 +166,6 @@ def main() -> None:
 
         write_image(args.grid, frame_grid(np.stack([to_frames(x) for x in v[:8]])), upscale=4)
     empty, speed = motion(v)
-    print("speed per frame pair: " + " ".join(f"{s:.2f}" for s in speed_profile(v)))
     which = object_motion(v.clamp(-1, 1))[0]
     sc = "" if not dn.self_conditioning else f", self-conditioning {args.self_cond}" + (
         f" below t = {args.self_cond_below}" if args.self_cond_below is not None else "")
@@ -228,6 +174,7 @@ def main() -> None:
           f"empty {empty:.3f} persistence {persistence(v)[0]:.3f} colour drift {colour_drift(v):.3f} "
           f"speed {speed:.2f}; empty clips {[i for i in range(args.num) if which[i]]}")
     area = float((v.clamp(-1, 1).amax(1) > 0).float().mean())  # brightest channel > 0.5 in [0, 1] units
+    print(f"speed: {profile_text(v)}")
     print(f"objects per clip {objects_per_clip(v):.2f}; object pixels {area:.3f} of all (real clips ~0.096); "
           f"{colour_share_text(v)}")
     if dn.num_labels:

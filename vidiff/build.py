@@ -20,5 +20,4 @@ def build_denoiser(cfg: RunConfig) -> Denoiser:
     net = VideoUNet(network_config(cfg))
     return Denoiser(net, schedule=cfg.diffusion.schedule, timesteps=cfg.diffusion.timesteps,
                     objective=cfg.diffusion.objective, min_snr_gamma=cfg.diffusion.min_snr_gamma,
-                    shift=cfg.diffusion.shift, noise_correlation=cfg.diffusion.noise_correlation,
-                    end_frame_weight=cfg.diffusion.end_frame_weight)
+                    shift=cfg.diffusion.shift, noise_correlation=cfg.diffusion.noise_correlation)

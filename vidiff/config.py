@@ -68,8 +68,6 @@ class ModelConfig:
     temporal_downsample_levels: tuple[int, ...] = ()  # levels after which the frames are halved too (F -> F/2)
     head_dim: int = 32  # channels per attention head
     temporal_conv: str = "factorized"  # "factorized" (2+1)D, "full" 3x3x3, or "none" (attention only)
-    frame_embedding: bool = False  # trial: a learned vector per absolute frame index, added after the input conv
-    temporal_padding: str = "zeros"  # trial: "zeros", "replicate" or "extrapolate" (2 h_0 - h_1) for temporal convs
     temporal_init: str = "random"  # "identity": factorized temporal convs start as the identity (Make-A-Video)
     patch_size: int = 1  # fold p x p pixels into channels at the input (space-to-depth) and unfold at the output
     in_channels: int = 3  # video channels (RGB)
@@ -98,8 +96,6 @@ class DiffusionConfig:
     # Correlation rho of the noise between frames ("mixed noise", Ge et al. 2023): eps_f = sqrt(rho) eps_shared +
     # sqrt(1 - rho) eps_f. The frames start from a shared layout, so the model need not learn to agree on one.
     noise_correlation: float = 0.0
-    # Trial: the loss of the first and last two frames counts this many times (mean weight kept at 1).
-    end_frame_weight: float = 1.0
 
 
 @dataclass

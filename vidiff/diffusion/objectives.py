@@ -67,10 +67,8 @@ class Denoiser(nn.Module):
     """
 
     def __init__(self, net: nn.Module, schedule: str = "cosine", timesteps: int = 1000, objective: str = "v",
-                 min_snr_gamma: Optional[float] = None, shift: float = 1.0, noise_correlation: float = 0.0,
-                 end_frame_weight: float = 1.0):
+                 min_snr_gamma: Optional[float] = None, shift: float = 1.0, noise_correlation: float = 0.0):
         super().__init__()
-        self.end_frame_weight = end_frame_weight
         self.net = net
         self.objective = Objective(objective)
         self.min_snr_gamma = min_snr_gamma
@@ -123,11 +121,6 @@ class Denoiser(nn.Module):
         pred = self.predict(x_t, t, cond, net, x_self, labels=labels).float()
         target = training_target(self.objective, x0, noise, alpha_bar)
         err = (pred - target) ** 2
-        if self.end_frame_weight != 1.0:
-            F_ = err.shape[2]
-            w = torch.ones(F_, device=err.device)
-            w[[0, 1, F_ - 2, F_ - 1]] = self.end_frame_weight
-            err = err * (w / w.mean()).view(1, 1, F_, 1, 1)
         if loss_mask is None:
             mse = err.flatten(1).mean(1)
         else:

@@ -41,48 +41,36 @@ class SpaceTimeConv(nn.Module):
     per-frame image model and learns motion on top of it (Singer et al. 2022, Make-A-Video, sec. 3.2).
     """
 
-    def __init__(self, cin: int, cout: int, mode: str = "factorized", identity_init: bool = False,
-                 padding: str = "zeros"):
+    def __init__(self, cin: int, cout: int, mode: str = "factorized", identity_init: bool = False):
         super().__init__()
         self.mode = mode
-        self.padding = padding
         if mode == "full":
             self.spatial = nn.Conv3d(cin, cout, (3, 3, 3), padding=(1, 1, 1))
             self.temporal = None
         else:
             self.spatial = nn.Conv3d(cin, cout, (1, 3, 3), padding=(0, 1, 1))
-            tpad = (1, 0, 0) if padding == "zeros" else 0
-            self.temporal = nn.Conv3d(cout, cout, (3, 1, 1), padding=tpad) if mode == "factorized" else None
+            self.temporal = nn.Conv3d(cout, cout, (3, 1, 1), padding=(1, 0, 0)) if mode == "factorized" else None
             if self.temporal is not None and identity_init:
                 nn.init.dirac_(self.temporal.weight)  # centre tap = I, the others 0
                 nn.init.zeros_(self.temporal.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, Cin, F, H, W) -> (B, Cout, F, H, W)
         x = self.spatial(x)
-        if self.temporal is None:
-            return x
-        if self.padding == "replicate":
-            x = torch.cat([x[:, :, :1], x, x[:, :, -1:]], dim=2)
-        elif self.padding == "extrapolate":  # linear in time at both ends: a smoothing filter leaks nothing inward
-            x = torch.cat([2 * x[:, :, :1] - x[:, :, 1:2], x, 2 * x[:, :, -1:] - x[:, :, -2:-1]], dim=2)
-        elif self.padding == "half":  # halfway between replicate and extrapolate
-            x = torch.cat([1.5 * x[:, :, :1] - 0.5 * x[:, :, 1:2], x, 1.5 * x[:, :, -1:] - 0.5 * x[:, :, -2:-1]], dim=2)
-        return self.temporal(x)
+        return self.temporal(x) if self.temporal is not None else x
 
 
 class ResBlock(nn.Module):
     """GroupNorm-SiLU-conv twice with the timestep embedding as scale and shift (Dhariwal & Nichol 2021, sec. 3)."""
 
     def __init__(self, cin: int, cout: int, emb_dim: int, temporal_conv: str = "factorized", dropout: float = 0.0,
-                 temporal_init: str = "random", temporal_padding: str = "zeros"):
+                 temporal_init: str = "random"):
         super().__init__()
         self.norm1 = group_norm(cin)
-        self.conv1 = SpaceTimeConv(cin, cout, temporal_conv, identity_init=temporal_init == "identity",
-                                   padding=temporal_padding)
+        self.conv1 = SpaceTimeConv(cin, cout, temporal_conv, identity_init=temporal_init == "identity")
         self.emb = nn.Linear(emb_dim, 2 * cout)
         self.norm2 = group_norm(cout)
         self.dropout = nn.Dropout(dropout)
-        self.conv2 = SpaceTimeConv(cout, cout, temporal_conv, padding=temporal_padding)
+        self.conv2 = SpaceTimeConv(cout, cout, temporal_conv)
         # Zero only the last conv of the pair: zeroing both would leave each with a zero gradient forever.
         zero_module(self.conv2.temporal if self.conv2.temporal is not None else self.conv2.spatial)
         self.skip = nn.Conv3d(cin, cout, 1) if cin != cout else nn.Identity()

@@ -34,8 +34,7 @@ class _Level(nn.Module):
         super().__init__()
         self.blocks = nn.ModuleList()
         for cin in channels_in:
-            block = ResBlock(cin, cout, emb_dim, cfg.temporal_conv, cfg.dropout, cfg.temporal_init,
-                              cfg.temporal_padding)
+            block = ResBlock(cin, cout, emb_dim, cfg.temporal_conv, cfg.dropout, cfg.temporal_init)
             self.blocks.append(nn.ModuleList([block, *_attention(cout, cfg, level)]))
 
 
@@ -58,8 +57,6 @@ class VideoUNet(nn.Module):
         p2 = cfg.patch_size**2
         cin = cfg.in_channels * (2 if cfg.self_condition else 1) + cfg.cond_channels
         self.conv_in = SpaceTimeConv(cin * p2, ch, "none")
-        if cfg.frame_embedding:
-            self.frame_emb = nn.Parameter(torch.zeros(1, ch, 64, 1, 1))
 
         # Encoder: remember the channels of every skip connection for the decoder.
         skips = [ch]
@@ -75,16 +72,14 @@ class VideoUNet(nn.Module):
                 self.downsample.append(Downsample(cur, temporal=lv in cfg.temporal_downsample_levels))
                 skips.append(cur)
 
-        self.mid1 = ResBlock(cur, cur, emb_dim, cfg.temporal_conv, cfg.dropout, cfg.temporal_init,
-                              cfg.temporal_padding)
+        self.mid1 = ResBlock(cur, cur, emb_dim, cfg.temporal_conv, cfg.dropout, cfg.temporal_init)
         if len(mults) - 1 in cfg.spacetime_attention_levels:
             self.mid_attention = nn.ModuleList([SpaceTimeAttention(cur, cfg.head_dim)])
         else:  # (the names of the factorized pair are those of older checkpoints)
             self.mid_spatial = SpatialAttention(cur, cfg.head_dim)
             self.mid_temporal = TemporalAttention(cur, cfg.head_dim)
             self.mid_attention = [self.mid_spatial, self.mid_temporal]
-        self.mid2 = ResBlock(cur, cur, emb_dim, cfg.temporal_conv, cfg.dropout, cfg.temporal_init,
-                              cfg.temporal_padding)
+        self.mid2 = ResBlock(cur, cur, emb_dim, cfg.temporal_conv, cfg.dropout, cfg.temporal_init)
 
         # Decoder: nb + 1 blocks per level, each eating one skip connection.
         self.up = nn.ModuleList()
@@ -130,8 +125,6 @@ class VideoUNet(nn.Module):
         if p > 1:  # space-to-depth: (B, C, F, H, W) -> (B, C*p*p, F, H/p, W/p)
             x = rearrange(x, "b c f (h p1) (w p2) -> b (c p1 p2) f h w", p1=p, p2=p)
         h = self.conv_in(x)
-        if self.config.frame_embedding:
-            h = h + self.frame_emb[:, :, : h.shape[2]]
         hs = [h]
         for lv, level in enumerate(self.down):
             for layers in level.blocks:
