@@ -21,7 +21,8 @@
 - objects per clip: the mean number of palette colours with at least 10 object pixels per frame in a clip (each
   object of a real clip has its own colour; an object whose colour drifts counts twice).
 - label-conditioned models (model.num_labels > 0): each sample asks for the labels of a random held-out clip
-  (`VideoPipeline.dataset_labels`), with classifier-free guidance --guidance. The shipped shapes classifier
+  (`VideoPipeline.dataset_labels`), with classifier-free guidance --guidance at the pipeline's default interval
+  (t <= 0.6 T since the eleventh round of docs/benchmarks.md; every step before). The shipped shapes classifier
   (`vidiff.evaluation.classifier`) then says whether a sample shows exactly the asked colours, and, per asked
   object, the asked shape; printed with its score on real clips (their own labels).
 - memorisation: for 16 samples, the MSE to the nearest training clip (first 2000 clips of the train split),
