@@ -135,6 +135,8 @@ def main() -> None:
                    "instead of drawing new samples; RUN still names the data config")
     p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE,
                    help=f"label-conditioned models: classifier-free guidance weight (default: {DEFAULT_GUIDANCE:g})")
+    p.add_argument("--guidance-below", type=int, default=None, metavar="T",
+                   help="guide only at timesteps <= T (default: the pipeline's, 0.6 T; T - 1: every step)")
     p.add_argument("--no-memorisation", action="store_true", help="skip the nearest-training-clip check")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -152,7 +154,8 @@ def main() -> None:
     if not args.samples:
         v = pipe(num_videos=args.num, num_inference_steps=args.steps, sampler=args.sampler, eta=args.eta,
                  generator=torch.Generator().manual_seed(args.seed), progress=False, labels=labels,
-                 guidance_scale=args.guidance).videos
+                 guidance_scale=args.guidance,
+                 guidance_below="auto" if args.guidance_below is None else args.guidance_below).videos
     ev = build_dataset(cfg.data, "eval")
     real = torch.stack([ev[i]["video"] for i in range(min(64, len(ev)))])
     (ps, cs), (pr, cr) = persistence(v), persistence(real)
