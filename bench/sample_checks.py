@@ -21,8 +21,7 @@
 - objects per clip: the mean number of palette colours with at least 10 object pixels per frame in a clip (each
   object of a real clip has its own colour; an object whose colour drifts counts twice).
 - label-conditioned models (model.num_labels > 0): each sample asks for the labels of a random held-out clip
-  (`VideoPipeline.dataset_labels`), with classifier-free guidance --guidance at the pipeline's default interval
-  (t <= 0.6 T since the eleventh round of docs/benchmarks.md; every step before). The shipped shapes classifier
+  (`VideoPipeline.dataset_labels`), with classifier-free guidance --guidance. The shipped shapes classifier
   (`vidiff.evaluation.classifier`) then says whether a sample shows exactly the asked colours, and, per asked
   object, the asked shape; printed with its score on real clips (their own labels).
 - memorisation: for 16 samples, the MSE to the nearest training clip (first 2000 clips of the train split),
@@ -136,7 +135,7 @@ def main() -> None:
     p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE,
                    help=f"label-conditioned models: classifier-free guidance weight (default: {DEFAULT_GUIDANCE:g})")
     p.add_argument("--guidance-below", type=int, default=None, metavar="T",
-                   help="guide only at timesteps <= T (default: the pipeline's, 0.6 T; T - 1: every step)")
+                   help="guide only at timesteps <= T (a guidance interval; default: every step)")
     p.add_argument("--no-memorisation", action="store_true", help="skip the nearest-training-clip check")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -154,8 +153,7 @@ def main() -> None:
     if not args.samples:
         v = pipe(num_videos=args.num, num_inference_steps=args.steps, sampler=args.sampler, eta=args.eta,
                  generator=torch.Generator().manual_seed(args.seed), progress=False, labels=labels,
-                 guidance_scale=args.guidance,
-                 guidance_below="auto" if args.guidance_below is None else args.guidance_below).videos
+                 guidance_scale=args.guidance, guidance_below=args.guidance_below).videos
     ev = build_dataset(cfg.data, "eval")
     real = torch.stack([ev[i]["video"] for i in range(min(64, len(ev)))])
     (ps, cs), (pr, cr) = persistence(v), persistence(real)

@@ -51,8 +51,7 @@ def main() -> None:
                         f"of a held-out clip (default: {DEFAULT_GUIDANCE:g})")
     p.add_argument("--guidance-below", type=int, default=None, metavar="T",
                    help="guide only at timesteps <= T, the conditional model alone above (a guidance interval, "
-                        "Kynkaanniemi et al. 2024). Default: every step, as in the tables up to the eleventh round "
-                        "(the pipeline's default is 0.6 T)")
+                        "Kynkaanniemi et al. 2024)")
     p.add_argument("--skip-guidance", type=float, default=0.0, metavar="S",
                    help="also push away from the network with some layers skipped (spatiotemporal skip guidance, "
                         "Hyung et al. 2024): x0 += S * (x0(labels) - x0_skipped(labels))")

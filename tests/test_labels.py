@@ -154,26 +154,6 @@ def test_eval_samples_of_a_labelled_model_ask_for_held_out_labels(tmp_path):
     assert generated_samples(run, cfg, 3, 2, "ddim", 0.0, 0, "cpu", 2, tmp_path / "ev", False)[1]["reused"]
 
 
-def test_the_pipeline_guides_only_in_the_default_interval(tmp_path):
-    from vidiff.config import default_guidance_below
-    from vidiff.pipeline import VideoPipeline
-
-    run = tmp_path / "run"
-    assert main(["train", "demo", *LABELLED, "train.steps=1", "--out", str(run), "--quiet"]) == 0
-    pipe = VideoPipeline.from_pretrained(run)
-    T = pipe.denoiser.num_timesteps
-    calls = []  # (batch, t) of every network call: a guided step runs the conditional and unconditional halves at once
-    pipe.denoiser.net.register_forward_pre_hook(lambda m, args: calls.append((args[0].shape[0], int(args[1][0]))))
-    labels = pipe.labels_for(["a red circle", "a green square"])
-    pipe(num_videos=2, num_inference_steps=10, labels=labels, progress=False)
-    guided = [t for b, t in calls if b == 4]
-    plain = [t for b, t in calls if b == 2]
-    assert guided and plain and max(guided) <= default_guidance_below(T) < min(plain)
-    calls.clear()
-    pipe(num_videos=2, num_inference_steps=10, labels=labels, progress=False, guidance_below=None)  # every step
-    assert len(calls) == 10 and all(b == 4 for b, _ in calls)
-
-
 def test_a_masked_model_with_labels_samples_with_guidance(tmp_path):
     run = tmp_path / "masked"
     assert main(["train", "demo", *LABELLED, "masks.enabled=true", "masks.max_context=2", "--out", str(run),

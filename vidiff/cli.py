@@ -11,7 +11,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from vidiff.config import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS, default_guidance_below, default_steps
+from vidiff.config import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS, default_steps
 from vidiff.errors import ConfigError, VidiffError
 
 PRESETS_DIR = resources.files("vidiff") / "presets"
@@ -126,8 +126,6 @@ def _sample_to(run: str, out: Path, num: int, steps: int, sampler: str, eta: flo
 
     pipe = VideoPipeline.from_pretrained(run, device=device)
     steps = default_steps(pipe.denoiser.num_timesteps) if steps is None else steps
-    if guidance_below is None:
-        guidance_below = default_guidance_below(pipe.denoiser.num_timesteps)
     labels = None  # label-conditioned models: the prompts, or the labels of random held-out clips
     if prompts:  # (an unconditional model refuses them in one line)
         labels = pipe.labels_for([prompts[i % len(prompts)] for i in range(num)])
@@ -139,7 +137,7 @@ def _sample_to(run: str, out: Path, num: int, steps: int, sampler: str, eta: flo
                   guidance_scale=guidance, motion_boost=motion_boost, guidance_below=guidance_below)
     seconds = time.perf_counter() - t0
     write_samples(out, result.frames(), fps=fps)
-    below = f" at t <= {guidance_below}" if guidance_below < pipe.denoiser.num_timesteps - 1 else ""
+    below = f" at t <= {guidance_below}" if guidance_below is not None else ""
     how = f"{sampler}, {steps} steps" + (f", guidance {guidance:g}{below}" if labels is not None else "") + \
         (f", motion boost {motion_boost:g}" if motion_boost else "")
     print(f"sampled {num} videos ({how}) in {seconds:.1f} s ({seconds / num:.2f} s per video) -> {out}")
@@ -373,8 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--guidance-below", type=int, default=None, metavar="T",
                    help="guide only at timesteps <= T, the conditional model alone above (a guidance interval): "
                         "shapes32 with 600 draws objects of the real size (10.3%% of the pixels against 15.4%% with "
-                        "guidance at every step; real clips 9.6%%; docs/benchmarks.md, tenth round). Default: 0.6 of "
-                        "the model's timesteps (600 of 1,000); its last timestep (999) guides every step")
+                        "guidance at every step; real clips 9.6%%; docs/benchmarks.md, tenth round). Default: every "
+                        "step")
     s.add_argument("--motion-boost", type=float, default=0.0, metavar="K",
                    help="push the estimates of the noisier half of the steps away from a clip without motion by K: "
                         "objects move faster, at some cost in how well they persist (shapes32 with 0.3: 0.72 "

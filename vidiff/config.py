@@ -27,15 +27,6 @@ from vidiff.errors import ConfigError
 DEFAULT_SAMPLER = "ddpm"
 DEFAULT_STEPS = 100
 DEFAULT_GUIDANCE = 2.0  # classifier-free guidance weight for label-conditioned models (1: no guidance)
-# ... applied only at timesteps t <= DEFAULT_GUIDANCE_INTERVAL * T (a guidance interval, Kynkaanniemi et al. 2024):
-# guidance at high noise inflates the objects (shapes32: 15.4% of the pixels against 10.3% with the interval, real
-# clips 9.6%; FVD-shapes 3,868 -> 3,390; "Tenth round" of docs/benchmarks.md).
-DEFAULT_GUIDANCE_INTERVAL = 0.6
-
-
-def default_guidance_below(timesteps: int) -> int:
-    """The highest timestep that is guided when no `guidance_below` is asked for."""
-    return int(DEFAULT_GUIDANCE_INTERVAL * timesteps)
 
 
 def default_steps(timesteps: int) -> int:

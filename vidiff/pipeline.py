@@ -21,8 +21,7 @@ import numpy as np
 import torch
 
 from vidiff.build import build_denoiser
-from vidiff.config import (DEFAULT_GUIDANCE, DEFAULT_SAMPLER, RunConfig, default_guidance_below, default_steps,
-                           load_config)
+from vidiff.config import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, RunConfig, default_steps, load_config
 from vidiff.diffusion import SAMPLERS, sample
 from vidiff.diffusion.guidance import classifier_free_guidance, masked_model_denoise, motion_boost as boost_motion
 from vidiff.errors import CheckpointError, VidiffError
@@ -82,19 +81,16 @@ class VideoPipeline:
                  eta: float = 0.0, generator: Optional[torch.Generator] = None, batch_size: int = 16,
                  progress: bool = True, labels: Optional[torch.Tensor] = None,
                  guidance_scale: float = DEFAULT_GUIDANCE, motion_boost: float = 0.0,
-                 guidance_below: Optional[int] | str = "auto") -> VideoPipelineOutput:
+                 guidance_below: Optional[int] = None) -> VideoPipelineOutput:
         """`labels` (num_videos, L) long (-1: empty slot), for a label-conditioned model: each video shows its
         labels, with classifier-free guidance of weight `guidance_scale`. Without labels such a model samples
         unconditionally. `guidance_below`: guide only at timesteps <= it (the conditional model alone above: objects
-        of the right size, docs/benchmarks.md, tenth round); "auto": 0.6 T (`DEFAULT_GUIDANCE_INTERVAL`); None: every
-        step. `motion_boost` > 0 pushes the estimates of the noisier
+        of the right size, docs/benchmarks.md, tenth round). `motion_boost` > 0 pushes the estimates of the noisier
         half of the steps away from a clip without motion (`vidiff.diffusion.guidance.motion_boost`): faster
         objects, a little less persistence."""
         if sampler not in SAMPLERS:
             raise VidiffError(f"unknown sampler {sampler!r}; choose from {', '.join(sorted(SAMPLERS))}")
         T = self.denoiser.num_timesteps
-        if guidance_below == "auto":
-            guidance_below = default_guidance_below(T)
         num_inference_steps = default_steps(T) if num_inference_steps is None else num_inference_steps
         if not 1 <= num_inference_steps <= T:
             raise VidiffError(f"number of steps must be between 1 and {T}, got {num_inference_steps}")

@@ -108,10 +108,10 @@ def load_samples(path: str | Path, num: int, shape: tuple) -> np.ndarray:
 def generated_samples(run: Path, cfg, num: int, steps: int, sampler: str, eta: float, seed: int, device: str,
                       batch_size: int, out_dir: Path, progress: bool) -> tuple[np.ndarray, dict]:
     """Sample `num` videos, or reuse out_dir/eval/samples.npy when it was sampled from the same weights and settings.
-    A label-conditioned model is asked for the labels of `num` random held-out clips, with the default guidance (and its interval)."""
+    A label-conditioned model is asked for the labels of `num` random held-out clips, with the default guidance."""
     import torch
 
-    from vidiff.config import DEFAULT_GUIDANCE, default_guidance_below
+    from vidiff.config import DEFAULT_GUIDANCE
     from vidiff.evaluation.fvd import sha256_file
     from vidiff.pipeline import VideoPipeline
     from vidiff.training.checkpoint import WEIGHTS
@@ -119,8 +119,7 @@ def generated_samples(run: Path, cfg, num: int, steps: int, sampler: str, eta: f
     settings = {"sampler": sampler, "steps": steps, "eta": eta, "seed": seed,
                 "model_sha256": sha256_file(run / WEIGHTS)}
     if cfg.model.num_labels:
-        settings.update(labels="held-out clips", guidance=DEFAULT_GUIDANCE,
-                        guidance_below=default_guidance_below(cfg.diffusion.timesteps))
+        settings.update(labels="held-out clips", guidance=DEFAULT_GUIDANCE)
     cache, meta_file = out_dir / EVAL_DIR / "samples.npy", out_dir / EVAL_DIR / "samples.json"
     if cache.is_file() and meta_file.is_file():
         meta = json.loads(meta_file.read_text())
