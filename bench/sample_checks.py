@@ -34,6 +34,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,14 +65,10 @@ def motion(v: torch.Tensor) -> tuple[float, float]:
 def speed_profile(v: torch.Tensor) -> list[float]:
     """v: (N, C, F, H, W) in [-1, 1] -> the centroid speed (px/frame) of each of the F - 1 pairs of consecutive
     frames, pooled over the clips with object pixels in both frames: where along a clip objects slow down."""
-    obj = (v.clamp(-1, 1).amax(1) > 0).double()  # (N, F, H, W): brightest channel above half
-    mass = obj.sum((2, 3))  # (N, F)
-    ys, xs = torch.arange(obj.shape[2]).double(), torch.arange(obj.shape[3]).double()
-    cy = (obj.sum(3) * ys).sum(2) / mass.clamp(min=1)  # (N, F)
-    cx = (obj.sum(2) * xs).sum(2) / mass.clamp(min=1)
-    step = torch.hypot(cy.diff(dim=1), cx.diff(dim=1))  # (N, F - 1)
-    both = ((mass[:, 1:] > 0) & (mass[:, :-1] > 0)).double()
-    return ((step * both).sum(0) / both.sum(0).clamp(min=1)).tolist()
+    from vidiff.evaluation.metrics import centroid_steps
+
+    step, both, _ = centroid_steps(v.clamp(-1, 1))  # (N, F - 1) each
+    return ((step * both).sum(0) / np.maximum(both.sum(0), 1)).tolist()
 
 
 def profile_text(v: torch.Tensor) -> str:

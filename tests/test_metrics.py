@@ -205,6 +205,9 @@ def test_object_motion_measures_speed_and_finds_empty_clips():
     assert empty.tolist() == [False, False, True]
     assert speed.tolist() == pytest.approx([1.0, 0.0, 0.0], abs=1e-12)
     assert pairs.tolist() == [5, 7, 0]
+    step, both, mass = M.centroid_steps(v)  # per pair of frames: what object_motion averages
+    assert both[0].tolist() == [True] * 4 + [False] * 2 + [True]
+    assert step[0, both[0]].tolist() == pytest.approx([1.0] * 5) and mass[0].tolist() == [9] * 5 + [0] + [9] * 2
     ds = BouncingShapes(num_frames=16, size=32, max_objects=1, seed=3)
     item = ds[0]
     centres = item["centers"][:, 0]  # (F, 2) the true trajectory of the one object

@@ -143,7 +143,7 @@ def motion_boost(denoiser, scale: float, min_t: int):
         x0, eps = _call(denoiser, x_t, t, x_self)
         if scale == 0.0:
             return x0, eps
-        boost = (t >= min_t).to(x0.dtype)[:, None, None, None, None] * scale  # (B, 1, 1, 1, 1)
+        boost = append_dims((t >= min_t).to(x0.dtype) * scale, x0.ndim)  # (B, 1, 1, 1, 1)
         x0 = x0 + boost * (x0 - x0.mean(dim=2, keepdim=True))
         a = append_dims(denoiser.alphas_cumprod.to(x_t.device)[t].float(), x_t.ndim)
         return x0, (x_t - a.sqrt() * x0) / (1 - a).sqrt()

@@ -238,13 +238,10 @@ def colour_frequencies(videos, palette=None, threshold: float = 0.5) -> np.ndarr
     return counts / max(counts.sum(), 1)
 
 
-def object_motion(videos, threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For clips of objects on a dark background (the `shapes` data): pixels whose brightest channel exceeds
-    `threshold` ([0, 1] units) are objects. Returns (empty, speed, pairs), each (N,): whether a clip has no object
-    pixel in any frame; the mean distance in pixels between the centroids of the object pixels of consecutive
-    frames, over the `pairs` pairs of frames that both have object pixels (speed 0 where there are none; weight by
-    `pairs` to pool clips). Frozen objects score 0; objects moving at constant velocity score their speed (plus
-    rasterisation jitter of a fraction of a pixel).
+def centroid_steps(videos, threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For clips of objects on a dark background: pixels whose brightest channel exceeds `threshold` ([0, 1] units)
+    are objects. Returns (step, both, mass): the distance in pixels between the centroids of the object pixels of
+    frames f and f + 1 (N, F-1), whether both frames have object pixels (N, F-1), and object pixels per frame (N, F).
     """
     v = as_videos(videos)  # (N, F, H, W, C)
     obj = (v.max(-1) > threshold).astype(np.float64)  # (N, F, H, W)
@@ -254,6 +251,18 @@ def object_motion(videos, threshold: float = 0.5) -> tuple[np.ndarray, np.ndarra
     cx = (obj.sum(2) * xs).sum(2) / np.maximum(mass, 1)
     step = np.hypot(np.diff(cy, axis=1), np.diff(cx, axis=1))  # (N, F-1)
     both = (mass[:, 1:] > 0) & (mass[:, :-1] > 0)
+    return step, both, mass
+
+
+def object_motion(videos, threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For clips of objects on a dark background (the `shapes` data): pixels whose brightest channel exceeds
+    `threshold` ([0, 1] units) are objects. Returns (empty, speed, pairs), each (N,): whether a clip has no object
+    pixel in any frame; the mean distance in pixels between the centroids of the object pixels of consecutive
+    frames, over the `pairs` pairs of frames that both have object pixels (speed 0 where there are none; weight by
+    `pairs` to pool clips). Frozen objects score 0; objects moving at constant velocity score their speed (plus
+    rasterisation jitter of a fraction of a pixel).
+    """
+    step, both, mass = centroid_steps(videos, threshold)
     speed = (step * both).sum(1) / np.maximum(both.sum(1), 1)
     return ~(mass > 0).any(1), speed, both.sum(1)
 
