@@ -113,6 +113,7 @@ def test_axial_rotary_scores_depend_on_relative_position_in_every_axis():
     ModelConfig(channels=8, channel_mults=(1,), spatial_attention_levels=(0,), temporal_attention_levels=(0,), head_dim=8,
                 cond_channels=4),
     ModelConfig(channels=8, channel_mults=(1, 2), patch_size=2, head_dim=8, self_condition=True, cond_channels=4),
+    ModelConfig(channels=8, channel_mults=(1, 2), patch_size=4, head_dim=8, self_condition=True, pixel_channels=4),
 ])
 def test_unet_output_matches_input_shape(cfg):
     net = VideoUNet(cfg)
@@ -122,10 +123,12 @@ def test_unet_output_matches_input_shape(cfg):
     assert out.shape == x.shape
     # Output layers start at zero, so a fresh model predicts 0 whatever the input.
     assert out.abs().max() == 0
-    # and gradients reach the first layer once the output layer moves
-    torch.nn.init.normal_(net.conv_out.spatial.weight, std=0.1)
+    # and gradients reach the first layer(s) once the output layer moves
+    torch.nn.init.normal_((net.pixel_out if cfg.pixel_channels else net.conv_out.spatial).weight, std=0.1)
     net(x, torch.tensor([3.0, 700.0]), cond).pow(2).mean().backward()
     assert net.conv_in.spatial.weight.grad.abs().sum() > 0
+    if cfg.pixel_channels:
+        assert net.pixel_in.weight.grad.abs().sum() > 0
 
 
 def test_self_conditioning_input_is_seen_and_defaults_to_zeros():
@@ -167,15 +170,17 @@ def test_presets_build():
         preset("huge")
 
 
-@pytest.mark.parametrize("temporal_conv,temporal_init", [("factorized", "random"), ("factorized", "identity"),
-                                                          ("full", "random"), ("none", "random")])
-def test_every_weight_learns(temporal_conv, temporal_init):
+@pytest.mark.parametrize("temporal_conv,temporal_init,pixel_channels", [
+    ("factorized", "random", 0), ("factorized", "identity", 0), ("full", "random", 0), ("none", "random", 0),
+    ("factorized", "random", 4)])
+def test_every_weight_learns(temporal_conv, temporal_init, pixel_channels):
     # Zero-initialised layers must not starve each other: after a few optimizer steps every weight
     # gets a gradient (a residual branch with both of its (2+1)D convs at zero never would).
     torch.manual_seed(0)
     cfg = ModelConfig(channels=8, channel_mults=(1, 2, 2), spatial_attention_levels=(1,),
                       temporal_attention_levels=(0, 1), spacetime_attention_levels=(2,), head_dim=8,
-                      temporal_conv=temporal_conv, temporal_init=temporal_init, cond_channels=4)
+                      temporal_conv=temporal_conv, temporal_init=temporal_init, cond_channels=4,
+                      pixel_channels=pixel_channels, patch_size=2 if pixel_channels else 1)
     net = VideoUNet(cfg)
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     x, cond, t = torch.randn(2, 3, 4, 8, 8), torch.randn(2, 4, 4, 8, 8), torch.tensor([5.0, 500.0])

@@ -142,3 +142,27 @@ def test_checkpoint_ema_weights_finds_kept_steps_and_names_missing_ones(tmp_path
     assert torch.equal(load_tensors(path)["weight"], ema.state_dict()["weight"])
     with pytest.raises(CheckpointError, match=r"no checkpoint of step 15 .*step_00000010, step_00000020"):
         checkpoint_ema_weights(tmp_path, 15)
+
+
+def test_init_from_copies_matching_tensors_and_starts_the_rest_fresh(tiny_config, tmp_path, capsys):
+    train(tiny_config, tmp_path / "a", progress=False)
+    source = load_tensors(tmp_path / "a" / "model.safetensors")
+    tiny_config.model.pixel_channels = 4  # adds a full-resolution head: conv_out changes shape, pixel_* are new
+    tiny_config.train.init_from = str(tmp_path / "a")
+    tiny_config.train.lr = 1e-12  # the weights stay where they started
+    tiny_config.train.steps = 1
+    train(tiny_config, tmp_path / "b", progress=False)
+    assert "tensors start fresh (pixel_in.weight" in capsys.readouterr().out
+    started = load_tensors(checkpoint_dirs(tmp_path / "b")[-1] / "model.safetensors")
+    copied = [k for k in started if k in source and source[k].shape == started[k].shape]
+    assert "conv_in.spatial.weight" in copied and not any(k.startswith(("pixel", "conv_out")) for k in copied)
+    for k in copied:
+        torch.testing.assert_close(started[k], source[k], atol=1e-9, rtol=0)
+    tiny_config.model.channels = 16  # a model of another width: little matches
+    tiny_config.model.pixel_channels = 0
+    with pytest.raises(CheckpointError, match="matches only"):
+        train(tiny_config, tmp_path / "c", progress=False)
+    tiny_config.train.init_from = str(tmp_path / "missing")
+    with pytest.raises(CheckpointError, match="run folder not found"):
+        train(tiny_config, tmp_path / "d", progress=False)
+    assert not (tmp_path / "d" / "config.json").exists()  # refused before anything was written

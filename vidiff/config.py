@@ -70,6 +70,10 @@ class ModelConfig:
     temporal_conv: str = "factorized"  # "factorized" (2+1)D, "full" 3x3x3, or "none" (attention only)
     temporal_init: str = "random"  # "identity": factorized temporal convs start as the identity (Make-A-Video)
     patch_size: int = 1  # fold p x p pixels into channels at the input (space-to-depth) and unfold at the output
+    # Channels of a full-resolution stem and head around a patched U-Net (0: none). The stem's per-pixel features
+    # skip the token levels and meet their unfolded output in one residual block at full resolution: the head sees
+    # every input pixel, which the patch_size**2 * 3 values folded into `channels` cannot all carry.
+    pixel_channels: int = 0
     in_channels: int = 3  # video channels (RGB)
     cond_channels: int = 0  # extra input channels concatenated to x_t (e.g. known frames + mask)
     # Self-conditioning (Chen et al. 2022, "Analog Bits"): the network also sees its previous estimate of x0
@@ -122,6 +126,9 @@ class TrainConfig:
     compile: bool = False  # torch.compile the network (GPU; on CPU the first step takes minutes for no gain)
     num_workers: int = 0  # DataLoader worker processes
     threads: int = 0  # torch CPU threads (0 = torch's default)
+    # Fine-tuning: a run folder or shipped model ("shapes32") whose weights start this run. Tensors of the same name
+    # and shape are copied, the rest (e.g. layers a changed config adds) start fresh. Ignored when resuming.
+    init_from: Optional[str] = None
     # Label-conditioned models: the probability that a clip's labels are dropped, so that the same network also
     # learns the unconditional model (classifier-free guidance, Ho & Salimans 2022)
     label_dropout: float = 0.1
@@ -364,6 +371,8 @@ def validate_run(cfg: RunConfig) -> None:
                                   f"got {m.num_labels}"))
     levels = len(m.channel_mults)
     factor = m.patch_size * 2 ** (levels - 1)
+    if m.pixel_channels < 0:
+        checks.append((False, f"model.pixel_channels must be >= 0, got {m.pixel_channels}"))
     if m.patch_size < 1 or d.size % factor != 0:
         checks.append((False, f"data.size {d.size} must be divisible by patch_size * 2^(levels-1) = {factor}"))
     for ok, message in checks:

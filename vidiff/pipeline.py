@@ -13,7 +13,6 @@ A label-conditioned model (model.num_labels > 0) also takes labels, with classif
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Optional
 
@@ -26,31 +25,8 @@ from vidiff.diffusion import SAMPLERS, sample
 from vidiff.diffusion.guidance import classifier_free_guidance, masked_model_denoise, motion_boost as boost_motion
 from vidiff.errors import CheckpointError, VidiffError
 from vidiff.io import to_frames
-from vidiff.training.checkpoint import CONFIG, WEIGHTS, load_into, load_tensors
+from vidiff.training.checkpoint import CONFIG, SHIPPED, WEIGHTS, load_into, load_tensors, resolve_run  # noqa: F401
 from vidiff.training.loop import resolve_device
-
-SHIPPED = ("shapes32", "shapes32-masked")  # models shipped inside the package, under vidiff/weights/NAME/
-# shapes32: unconditional (the demo preset trained longer); shapes32-masked: trained with MCVD frame masks (prediction,
-# interpolation), with the previous demo network (patch 2, v objective)
-
-
-def resolve_run(path_or_name: str | Path) -> Path:
-    """A run folder, or the name of a model shipped with vidiff."""
-    if str(path_or_name) in SHIPPED and not Path(path_or_name).exists():
-        return Path(str(resources.files("vidiff") / "weights" / str(path_or_name)))
-    path = Path(path_or_name)
-    if path.is_file():  # a weights file: its folder is the run, and only safetensors are accepted
-        load_tensors(path) if path.suffix.lower() != ".safetensors" else None  # refuses pickles with a message
-        path = path.parent
-    if not path.is_dir():
-        hint = f" (shipped models: {', '.join(SHIPPED)})"
-        raise CheckpointError(f"run folder not found: {path}{hint}")
-    if not (path / CONFIG).is_file():
-        raise CheckpointError(f"{path} is not a vidiff run: it has no {CONFIG}")
-    if not (path / WEIGHTS).is_file():
-        raise CheckpointError(f"{path} has no {WEIGHTS} yet: train it first (a checkpoint writes the EMA weights there)")
-    return path
-
 
 @dataclass
 class VideoPipelineOutput:

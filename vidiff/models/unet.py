@@ -94,7 +94,15 @@ class VideoUNet(nn.Module):
                 self.upsample.append(Upsample(cur, temporal=lv - 1 in cfg.temporal_downsample_levels))
 
         self.norm_out = group_norm(cur)
-        self.conv_out = zero_module(SpaceTimeConv(cur, cfg.in_channels * p2, "none"))
+        pc = cfg.pixel_channels
+        if pc:  # full-resolution stem and head: the tokens' output unfolds to pc features per pixel
+            self.pixel_in = nn.Conv3d(cin, pc, (1, 3, 3), padding=(0, 1, 1))
+            self.conv_out = SpaceTimeConv(cur, pc * p2, "none")
+            self.pixel_block = ResBlock(2 * pc, pc, emb_dim, "none", cfg.dropout)
+            self.pixel_norm = group_norm(pc)
+            self.pixel_out = zero_module(nn.Conv3d(pc, cfg.in_channels, (1, 3, 3), padding=(0, 1, 1)))
+        else:
+            self.conv_out = zero_module(SpaceTimeConv(cur, cfg.in_channels * p2, "none"))
 
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor, cond: Optional[torch.Tensor] = None,
                 x_self: Optional[torch.Tensor] = None, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -122,6 +130,7 @@ class VideoUNet(nn.Module):
         if x.shape[2] % ft:
             raise ValueError(f"this network halves the frames {len(self.config.temporal_downsample_levels)} times: "
                              f"the number of frames must be divisible by {ft}, got {x.shape[2]}")
+        pixels = self.pixel_in(x) if self.config.pixel_channels else None  # (B, pc, F, H, W)
         if p > 1:  # space-to-depth: (B, C, F, H, W) -> (B, C*p*p, F, H/p, W/p)
             x = rearrange(x, "b c f (h p1) (w p2) -> b (c p1 p2) f h w", p1=p, p2=p)
         h = self.conv_in(x)
@@ -147,6 +156,9 @@ class VideoUNet(nn.Module):
         out = self.conv_out(F.silu(self.norm_out(h)))
         if p > 1:  # depth-to-space back to full resolution
             out = rearrange(out, "b (c p1 p2) f h w -> b c f (h p1) (w p2)", p1=p, p2=p)
+        if pixels is not None:  # (B, pc, F, H, W) unfolded tokens + stem -> (B, C, F, H, W)
+            out = self.pixel_block(torch.cat([out, pixels], dim=1), emb)
+            out = self.pixel_out(F.silu(self.pixel_norm(out)))
         return out
 
     def num_parameters(self) -> int:

@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import warnings
+from importlib import resources
 from pathlib import Path
 from typing import Optional
 
@@ -67,6 +68,45 @@ def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"cannot read {path}: not a valid safetensors file ({str(e).splitlines()[0][:120]})") from None
+
+
+SHIPPED = ("shapes32", "shapes32-masked")  # models shipped inside the package, under vidiff/weights/NAME/
+# shapes32: the demo preset trained longer (label-conditioned); shapes32-masked: trained with MCVD frame masks
+# (prediction, interpolation), with an earlier demo network (patch 2, v objective)
+
+
+def resolve_run(path_or_name: str | Path) -> Path:
+    """A run folder, or the name of a model shipped with vidiff."""
+    if str(path_or_name) in SHIPPED and not Path(path_or_name).exists():
+        return Path(str(resources.files("vidiff") / "weights" / str(path_or_name)))
+    path = Path(path_or_name)
+    if path.is_file():  # a weights file: its folder is the run, and only safetensors are accepted
+        load_tensors(path) if path.suffix.lower() != ".safetensors" else None  # refuses pickles with a message
+        path = path.parent
+    if not path.is_dir():
+        hint = f" (shipped models: {', '.join(SHIPPED)})"
+        raise CheckpointError(f"run folder not found: {path}{hint}")
+    if not (path / CONFIG).is_file():
+        raise CheckpointError(f"{path} is not a vidiff run: it has no {CONFIG}")
+    if not (path / WEIGHTS).is_file():
+        raise CheckpointError(f"{path} has no {WEIGHTS} yet: train it first (a checkpoint writes the EMA weights there)")
+    return path
+
+
+def init_from_weights(module: nn.Module, tensors: dict[str, torch.Tensor], source: str) -> list[str]:
+    """Start a new run from another model's weights (fine-tuning): copy every tensor whose name and shape match;
+    the others keep their fresh initialisation and are returned. A model of another architecture, of which not
+    even half the tensors match, is an error, not a silent fresh start."""
+    state = module.state_dict()
+    matching = [k for k, v in state.items() if k in tensors and tuple(tensors[k].shape) == tuple(v.shape)]
+    if 2 * len(matching) < len(state):
+        raise CheckpointError(f"{source} matches only {len(matching)} of this model's {len(state)} tensors by name and "
+                              "shape: train.init_from needs a model of the same architecture, or one that differs in a "
+                              "few layers")
+    with torch.no_grad():
+        for k in matching:
+            state[k].copy_(tensors[k].to(state[k].dtype))
+    return [k for k in state if k not in matching]
 
 
 def load_into(module: nn.Module, tensors: dict[str, torch.Tensor], source: str = "checkpoint") -> None:

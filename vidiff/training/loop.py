@@ -65,8 +65,8 @@ class StopRequested:
             signal.signal(sig, handler)
         return False
 from vidiff.io import to_frames, video_grid, write_video
-from vidiff.training.checkpoint import (CONFIG, checkpoint_dirs, latest_good_checkpoint, load_checkpoint,
-                                       save_checkpoint)
+from vidiff.training.checkpoint import (CONFIG, WEIGHTS, checkpoint_dirs, init_from_weights, latest_good_checkpoint,
+                                       load_checkpoint, load_tensors, resolve_run, save_checkpoint)
 from vidiff.training.ema import EMA
 
 
@@ -225,6 +225,7 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, max_step
     if tc.threads > 0:
         torch.set_num_threads(tc.threads)
     is_main = rank == 0
+    init_source = resolve_run(tc.init_from) if tc.init_from and not resume else None  # (before anything is written)
     if is_main:
         prepare_run_dir(cfg, run_dir, resume)
 
@@ -232,6 +233,11 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, max_step
     torch.manual_seed(tc.seed)  # the initial weights are a function of the seed (same on every rank)
     denoiser = build_denoiser(cfg).to(device)
     net = denoiser.net
+    if init_source is not None:
+        fresh = init_from_weights(net, load_tensors(init_source / WEIGHTS), f"train.init_from {tc.init_from}")
+        if is_main:
+            print(f"initialised from {init_source}" + (f"; {len(fresh)} tensors start fresh ({', '.join(fresh[:4])}"
+                                                  f"{', ...' if len(fresh) > 4 else ''})" if fresh else ""))
     ema = EMA(net, tc.ema_decay)
     optimizer = torch.optim.AdamW(net.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.9, 0.99))
 
