@@ -36,10 +36,12 @@ def main() -> None:
     except VidiffError as e:
         sys.exit(f"error: {e}")
     cfg.train.time_budget_minutes = None  # a shipped config describes the model, not a demo budget
+    init_from, cfg.train.init_from = cfg.train.init_from, None  # (nor where its run started: that goes to the metadata)
     out = ROOT / "vidiff" / "weights" / args.name
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "config.json")
-    save_tensors(out / "model.safetensors", load_tensors(weights), metadata={"source_run": run.name, "step": str(step)})
+    metadata = {"source_run": run.name, "step": str(step), **({"init_from": init_from} if init_from else {})}
+    save_tensors(out / "model.safetensors", load_tensors(weights), metadata=metadata)
     VideoPipeline.from_pretrained(out)  # loads: shapes and config agree
     size = (out / "model.safetensors").stat().st_size / 2**20
     print(f"shipped {weights} (step {step}) as {out} ({size:.1f} MiB)")

@@ -34,7 +34,9 @@ F, S = 16, 32
 # name -> (description, model overrides for vidiff). The demo config is read from the shipped preset.
 VIDIFF_MODELS = {
     "vidiff-demo": ("vidiff demo config (patch 4, 32 ch, mults 1-2-4, space-time attention at levels 0-1, "
-                    "self-conditioning)", []),
+                    "self-conditioning, 16-channel full-resolution stem and head)", []),
+    "vidiff-demo-no-pixel-head": ("the demo config without the full-resolution stem and head (the demo until the "
+                                  "twelfth round)", ["model.pixel_channels=0"]),
     "vidiff-demo-no-selfcond": ("the demo config without self-conditioning (the previous demo)",
                                 ["model.self_condition=false"]),
     "vidiff-demo-factorized": ("the demo config with factorized temporal attention at every level, no "
