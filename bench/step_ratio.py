@@ -1,0 +1,69 @@
+"""Relative cost of a training step for variants of the demo config, timed interleaved in one process.
+
+    python bench/step_ratio.py "" "model.pixel_channels=0" [--rounds 12] [--batch 4]
+
+Each argument is a space-separated list of key=value overrides of the demo preset ("" = the preset itself). The
+variants' steps (batch `--batch` of the built-in shapes, self-conditioning coin as in training) alternate round by
+round, so that a slower or faster minute of a shared CPU hits every variant alike; the median step time and its
+ratio to the first variant are printed. For whole-pipeline numbers (videos/s, memory, sampling) see throughput.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("variants", nargs="+", help='override lists, e.g. "" "model.pixel_channels=0"')
+    p.add_argument("--rounds", type=int, default=12, help="timed steps per variant (default: 12)")
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    import torch
+
+    from vidiff.build import build_denoiser
+    from vidiff.cli import _config_path
+    from vidiff.config import load_config
+    from vidiff.data import BouncingShapes
+
+    torch.set_num_threads(args.threads)
+    steps = {}
+    for variant in args.variants:
+        cfg = load_config(_config_path("demo"), variant.split())
+        ds = BouncingShapes(num_frames=cfg.data.num_frames, size=cfg.data.size)
+        x0 = torch.stack([ds[i]["video"] for i in range(args.batch)])  # (B, C, F, H, W)
+        torch.manual_seed(0)
+        den = build_denoiser(cfg)
+        opt = torch.optim.AdamW(den.net.parameters(), lr=1e-3)
+
+        def step(den=den, opt=opt, x0=x0):
+            t = torch.randint(0, den.num_timesteps, (x0.shape[0],))
+            loss = den.loss(x0, t, torch.randn_like(x0), self_condition_prob=0.5).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+        step(), step()  # warm-up
+        steps[variant] = (step, den.net.num_parameters(), [])
+    for _ in range(args.rounds):
+        for step, _, times in steps.values():
+            t0 = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - t0)
+    first = None
+    for variant, (_, params, times) in steps.items():
+        median = sorted(times)[len(times) // 2]
+        first = first or median
+        print(f"{variant or '(the demo preset)':40s} {params / 1e6:.2f}M params  median step {median * 1000:.0f} ms  "
+              f"x{median / first:.2f}")
+
+
+if __name__ == "__main__":
+    main()
