@@ -5,7 +5,8 @@
 Each argument is a space-separated list of key=value overrides of the demo preset ("" = the preset itself). The
 variants' steps (batch `--batch` of the built-in shapes, self-conditioning coin as in training) alternate round by
 round, so that a slower or faster minute of a shared CPU hits every variant alike; the median step time and its
-ratio to the first variant are printed. For whole-pipeline numbers (videos/s, memory, sampling) see throughput.py.
+ratio to the first variant are printed, and likewise for one no-gradient network call on `--infer-batch` clips (a
+guided sampling step of 8 videos is one call on 16). For whole-pipeline numbers (videos/s, memory, sampling) see throughput.py.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ def main() -> None:
     p.add_argument("variants", nargs="+", help='override lists, e.g. "" "model.pixel_channels=0"')
     p.add_argument("--rounds", type=int, default=12, help="timed steps per variant (default: 12)")
     p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--infer-batch", type=int, default=16, help="clips per timed sampling call (default: 16)")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     import torch
@@ -50,19 +52,28 @@ def main() -> None:
             loss.backward()
             opt.step()
 
-        step(), step()  # warm-up
-        steps[variant] = (step, den.net.num_parameters(), [])
+        xs = torch.randn(args.infer_batch, *x0.shape[1:])  # (N, C, F, H, W)
+        ts = torch.full((args.infer_batch,), den.num_timesteps / 2)
+
+        def call(net=den.net, xs=xs, ts=ts):
+            with torch.no_grad():
+                net(xs, ts)
+
+        step(), step(), call()  # warm-up
+        steps[variant] = (step, call, den.net.num_parameters(), [], [])
     for _ in range(args.rounds):
-        for step, _, times in steps.values():
-            t0 = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - t0)
+        for step, call, _, step_times, call_times in steps.values():
+            for fn, times in ((step, step_times), (call, call_times)):
+                t0 = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - t0)
     first = None
-    for variant, (_, params, times) in steps.items():
-        median = sorted(times)[len(times) // 2]
-        first = first or median
-        print(f"{variant or '(the demo preset)':40s} {params / 1e6:.2f}M params  median step {median * 1000:.0f} ms  "
-              f"x{median / first:.2f}")
+    for variant, (_, _, params, step_times, call_times) in steps.items():
+        medians = [sorted(t)[len(t) // 2] for t in (step_times, call_times)]
+        first = first or medians
+        print(f"{variant or '(the demo preset)':32s} {params / 1e6:.2f}M params  training step {medians[0] * 1000:.0f} ms "
+              f"(x{medians[0] / first[0]:.2f})  sampling call on {args.infer_batch} clips {medians[1] * 1000:.0f} ms "
+              f"(x{medians[1] / first[1]:.2f})")
 
 
 if __name__ == "__main__":
