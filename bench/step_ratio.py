@@ -6,7 +6,8 @@ Each argument is a space-separated list of key=value overrides of the demo prese
 variants' steps (batch `--batch` of the built-in shapes, self-conditioning coin as in training) alternate round by
 round, so that a slower or faster minute of a shared CPU hits every variant alike; the median step time and its
 ratio to the first variant are printed, and likewise for one no-gradient network call on `--infer-batch` clips (a
-guided sampling step of 8 videos is one call on 16). For whole-pipeline numbers (videos/s, memory, sampling) see throughput.py.
+guided sampling step of 8 videos is one call on 16). For whole-pipeline numbers (videos/s, memory, sampling) see
+throughput.py.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.throughput import demo_training_step  # noqa: E402
+
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -30,28 +33,10 @@ def main() -> None:
     args = p.parse_args()
     import torch
 
-    from vidiff.build import build_denoiser
-    from vidiff.cli import _config_path
-    from vidiff.config import load_config
-    from vidiff.data import BouncingShapes
-
     torch.set_num_threads(args.threads)
     steps = {}
     for variant in args.variants:
-        cfg = load_config(_config_path("demo"), variant.split())
-        ds = BouncingShapes(num_frames=cfg.data.num_frames, size=cfg.data.size)
-        x0 = torch.stack([ds[i]["video"] for i in range(args.batch)])  # (B, C, F, H, W)
-        torch.manual_seed(0)
-        den = build_denoiser(cfg)
-        opt = torch.optim.AdamW(den.net.parameters(), lr=1e-3)
-
-        def step(den=den, opt=opt, x0=x0):
-            t = torch.randint(0, den.num_timesteps, (x0.shape[0],))
-            loss = den.loss(x0, t, torch.randn_like(x0), self_condition_prob=0.5).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-
+        den, step, x0 = demo_training_step(variant.split(), args.batch)
         xs = torch.randn(args.infer_batch, *x0.shape[1:])  # (N, C, F, H, W)
         ts = torch.full((args.infer_batch,), den.num_timesteps / 2)
 
@@ -71,8 +56,8 @@ def main() -> None:
     for variant, (_, _, params, step_times, call_times) in steps.items():
         medians = [sorted(t)[len(t) // 2] for t in (step_times, call_times)]
         first = first or medians
-        print(f"{variant or '(the demo preset)':32s} {params / 1e6:.2f}M params  training step {medians[0] * 1000:.0f} ms "
-              f"(x{medians[0] / first[0]:.2f})  sampling call on {args.infer_batch} clips {medians[1] * 1000:.0f} ms "
+        print(f"{variant or '(the demo preset)':32s} {params / 1e6:.2f}M params  "
+              f"training step {medians[0] * 1000:.0f} ms (x{medians[0] / first[0]:.2f})  sampling call on {args.infer_batch} clips {medians[1] * 1000:.0f} ms "
               f"(x{medians[1] / first[1]:.2f})")
 
 

@@ -81,28 +81,40 @@ def time_steps(step, steps: int, mean: bool = False) -> tuple[int, float]:
     return fc.get_total_flops(), sum(times) / len(times) if mean else median(times)
 
 
-def child_vidiff(name: str, batch: int, steps: int, sample_steps: int) -> dict:
+def demo_training_step(overrides: list[str], batch: int):
+    """The demo config with `overrides`, its denoiser, and one AdamW training step on a fixed batch of `batch`
+    built-in shapes clips: returns (denoiser, step, batch), step(p_self) running one step with that
+    self-conditioning probability. Shared by this script and step_ratio.py."""
     import torch
 
     from vidiff.build import build_denoiser
     from vidiff.cli import _config_path
     from vidiff.config import load_config
     from vidiff.data import BouncingShapes
-    from vidiff.diffusion import sample
 
-    cfg = load_config(_config_path("demo"), VIDIFF_MODELS[name][1])
+    cfg = load_config(_config_path("demo"), overrides)
     torch.manual_seed(0)
     den = build_denoiser(cfg)
     opt = torch.optim.AdamW(den.net.parameters(), lr=1e-3)
-    ds = BouncingShapes(num_frames=F, size=S)
-    x0 = torch.stack([ds[i]["video"] for i in range(batch)])
+    ds = BouncingShapes(num_frames=cfg.data.num_frames, size=cfg.data.size)
+    x0 = torch.stack([ds[i]["video"] for i in range(batch)])  # (B, C, F, H, W)
 
     def step(p_self: float = 0.5):
-        t = torch.randint(0, 1000, (batch,))
+        t = torch.randint(0, den.num_timesteps, (batch,))
         loss = den.loss(x0, t, torch.randn_like(x0), self_condition_prob=p_self).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
+
+    return den, step, x0
+
+
+def child_vidiff(name: str, batch: int, steps: int, sample_steps: int) -> dict:
+    import torch
+
+    from vidiff.diffusion import sample
+
+    den, step, _ = demo_training_step(VIDIFF_MODELS[name][1], batch)
 
     if den.self_conditioning:  # half of the steps run an extra forward pass: count both kinds, time their mix
         f0, _ = time_steps(lambda: step(0.0), 0)
