@@ -1,6 +1,7 @@
 """Training: learning works at all, resume is exact, checkpoints are safe."""
 
 import csv
+from dataclasses import replace
 
 import pytest
 import torch
@@ -55,6 +56,36 @@ def test_batches_are_a_function_of_the_step():
     assert not set(r0) & set(r1)
 
 
+def test_short_clip_steps_are_a_function_of_the_step_and_the_same_on_every_rank(tiny_config, tmp_path):
+    from vidiff.data import build_dataset
+    from vidiff.training.loop import JointClips, _collate
+
+    short = (50, 6, 0.5)
+    batches = [StepBatchSampler(100, 2, 1, short=short).batch(n) for n in range(40)]
+    kinds = [isinstance(b[0], tuple) for b in batches]
+    assert 10 < sum(kinds) < 30  # about half the steps are short ones
+    assert all(len(b) == (6 if k else 2) for b, k in zip(batches, kinds))
+    assert batches == [StepBatchSampler(100, 2, 1, start_step=n, short=short).batch(n) for n in range(40)]
+    for n in range(40):  # every rank makes the same choice, and takes other clips
+        r0, r1 = (StepBatchSampler(100, 2, 1, rank=r, world=2, short=short).batch(n) for r in (0, 1))
+        assert isinstance(r0[0], tuple) == isinstance(r1[0], tuple) and r0 != r1
+    assert StepBatchSampler(100, 2, 1, short=(50, 6, 0.0)).batch(3) == StepBatchSampler(100, 2, 1).batch(3)
+
+    d = tiny_config.data
+    data = JointClips(build_dataset(d), build_dataset(replace(d, num_frames=2)))
+    step = batches[kinds.index(True)]
+    assert _collate([data[i] for i in step])["video"].shape == (6, 3, 2, d.size, d.size)  # (B, C, F, H, W)
+    assert _collate([data[i] for i in batches[kinds.index(False)]])["video"].shape == (2, 3, 4, d.size, d.size)
+
+
+def test_short_clip_training_runs(tiny_config, tmp_path):
+    tiny_config.train.short_clip_frames = 2
+    tiny_config.train.short_clip_prob = 1.0
+    assert train(tiny_config, tmp_path / "run", progress=False)["step"] == 6
+    rows = list(csv.DictReader(open(tmp_path / "run" / "loss.csv")))
+    assert len(rows) == 6 and all(float(r["loss"]) > 0 for r in rows)
+
+
 def test_train_writes_a_run_folder(tiny_config, tmp_path):
     summary = train(tiny_config, tmp_path / "run", progress=False)
     run = tmp_path / "run"
@@ -69,9 +100,11 @@ def test_train_writes_a_run_folder(tiny_config, tmp_path):
         train(tiny_config, run, progress=False)
 
 
-@pytest.mark.parametrize("self_condition", [False, True])  # self-conditioning draws its coin from the step's RNG
-def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny_config, tmp_path, self_condition):
+@pytest.mark.parametrize("self_condition,short_clips", [(False, 0), (True, 0), (False, 2)])
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny_config, tmp_path, self_condition, short_clips):
+    # self-conditioning draws its coin from the step's RNG; short-clip steps are chosen by the step's index
     tiny_config.model.self_condition = self_condition
+    tiny_config.train.short_clip_frames = short_clips
     train(tiny_config, tmp_path / "full", progress=False)
     train(tiny_config, tmp_path / "split", progress=False, max_steps=3)  # "killed" after step 3
     assert checkpoint_dirs(tmp_path / "split")[-1].name == "step_00000003"

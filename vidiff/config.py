@@ -132,6 +132,15 @@ class TrainConfig:
     # Label-conditioned models: the probability that a clip's labels are dropped, so that the same network also
     # learns the unconditional model (classifier-free guidance, Ho & Salimans 2022)
     label_dropout: float = 0.1
+    # Joint training with shorter clips (as Ho et al. 2022 train video models jointly on images): a share
+    # `short_clip_prob` of the steps trains on clips of `short_clip_frames` frames (0: off), with
+    # batch_size * num_frames / short_clip_frames of them, so such a step costs about as much as a full one but shows
+    # more distinct clips and noise levels. The network has no fixed clip length, so the full clips still set motion.
+    # On the demo at 774 steps, single frames (1) in half the steps moved objects faster (0.60-0.67 against 0.37-0.47
+    # px/frame) but held them worse (persistence -0.10 to -0.13); 4-frame clips changed nothing beyond the noise
+    # (docs/benchmarks.md, "Thirteenth round")
+    short_clip_frames: int = 0
+    short_clip_prob: float = 0.5
 
 
 @dataclass
@@ -357,6 +366,9 @@ def validate_run(cfg: RunConfig) -> None:
         (t.max_nonfinite_steps >= 1, "train.max_nonfinite_steps must be >= 1"),
         (t.checkpoint_every >= 1 and t.log_every >= 1, "train.checkpoint_every and train.log_every must be >= 1"),
         (0 <= t.label_dropout < 1, "train.label_dropout must be in [0, 1)"),
+        (0 <= t.short_clip_frames < d.num_frames,
+         "train.short_clip_frames must be 0 (off) or fewer than data.num_frames"),
+        (0 <= t.short_clip_prob <= 1, "train.short_clip_prob must be in [0, 1]"),
         (m.num_labels >= 0, "model.num_labels must be >= 0 (0: unconditional)"),
     ]
     if m.num_labels:
@@ -375,6 +387,10 @@ def validate_run(cfg: RunConfig) -> None:
         checks.append((False, f"model.pixel_channels must be >= 0, got {m.pixel_channels}"))
     if m.patch_size < 1 or d.size % factor != 0:
         checks.append((False, f"data.size {d.size} must be divisible by patch_size * 2^(levels-1) = {factor}"))
+    frame_factor = 2 ** len(m.temporal_downsample_levels)
+    if t.short_clip_frames and t.short_clip_frames % frame_factor:
+        checks.append((False, f"train.short_clip_frames {t.short_clip_frames} must be divisible by "
+                              f"2^len(model.temporal_downsample_levels) = {frame_factor}"))
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)

@@ -14,6 +14,7 @@ import math
 import os
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -86,12 +87,15 @@ def step_seed(seed: int, step: int, rank: int = 0) -> int:
 class StepBatchSampler(Sampler):
     """Yields the index batches for steps start, start+1, ... of an endless sequence of shuffled epochs.
 
-    Batch n is a pure function of (seed, n, rank, world): resuming at step n needs no saved state.
+    Batch n is a pure function of (seed, n, rank, world): resuming at step n needs no saved state. With `short`,
+    a share of the steps instead draws (1, i) indices of short clips from a JointClips dataset.
     """
 
-    def __init__(self, length: int, batch_size: int, seed: int, start_step: int = 0, rank: int = 0, world: int = 1):
+    def __init__(self, length: int, batch_size: int, seed: int, start_step: int = 0, rank: int = 0, world: int = 1,
+                 short: Optional[tuple[int, int, float]] = None):
         self.length, self.batch_size, self.seed = length, batch_size, seed
         self.start_step, self.rank, self.world = start_step, rank, world
+        self.short = short  # (length, batch size, probability) of the short-clip steps (JointClips), or None
         self._perm: tuple[int, np.ndarray] | None = None
 
     def _permutation(self, epoch: int) -> np.ndarray:
@@ -99,7 +103,12 @@ class StepBatchSampler(Sampler):
             self._perm = (epoch, np.random.default_rng([self.seed, epoch]).permutation(self.length))
         return self._perm[1]
 
-    def batch(self, step: int) -> list[int]:
+    def batch(self, step: int) -> list:
+        if self.short is not None:
+            length, batch_size, prob = self.short
+            if np.random.default_rng([self.seed, step, 1]).random() < prob:  # the same choice on every rank
+                rng = np.random.default_rng([self.seed, step, self.rank, 2])
+                return [(1, int(i)) for i in rng.integers(0, length, batch_size)]
         first = (step * self.world + self.rank) * self.batch_size
         out = []
         for k in range(first, first + self.batch_size):
@@ -111,6 +120,22 @@ class StepBatchSampler(Sampler):
         while True:
             yield self.batch(step)
             step += 1
+
+
+class JointClips(torch.utils.data.Dataset):
+    """Full clips at index i and shorter clips of the same data at index (1, i) (train.short_clip_frames)."""
+
+    def __init__(self, full, short):
+        self.full, self.short = full, short
+
+    def __len__(self) -> int:
+        return len(self.full)
+
+    def __getitem__(self, index):
+        return self.short[index[1]] if isinstance(index, tuple) else self.full[index]
+
+    def summary(self):
+        return self.full.summary() if hasattr(self.full, "summary") else None
 
 
 def lr_at(step: int, cfg) -> float:
@@ -266,7 +291,12 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, max_step
         else:
             warnings.warn("train.precision=bf16 is ignored on CPU (no native bf16: ~2x slower); training in fp32")
 
-    sampler = StepBatchSampler(len(dataset), tc.batch_size, tc.seed, start_step, rank, world)
+    short = None
+    if tc.short_clip_frames:  # joint training with shorter clips: about the same frames per step, more clips
+        dataset = JointClips(dataset, build_dataset(replace(cfg.data, num_frames=tc.short_clip_frames), "train"))
+        short = (len(dataset.short), max(1, round(tc.batch_size * cfg.data.num_frames / tc.short_clip_frames)),
+                 tc.short_clip_prob)
+    sampler = StepBatchSampler(len(dataset), tc.batch_size, tc.seed, start_step, rank, world, short)
     loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=_collate, num_workers=tc.num_workers,
                         pin_memory=device.type == "cuda", persistent_workers=tc.num_workers > 0)
     batches = iter(loader)
