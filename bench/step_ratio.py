@@ -1,9 +1,11 @@
 """Relative cost of a training step for variants of the demo config, timed interleaved in one process.
 
     python bench/step_ratio.py "" "model.pixel_channels=0" [--rounds 12] [--batch 4]
+    python bench/step_ratio.py "" "data.num_frames=4 train.batch_size=16" --rounds 8   # a short-clip step
 
 Each argument is a space-separated list of key=value overrides of the demo preset ("" = the preset itself). The
-variants' steps (batch `--batch` of the built-in shapes, self-conditioning coin as in training) alternate round by
+variants' steps (`--batch` built-in shapes clips, else each variant's train.batch_size; self-conditioning coin as
+in training) alternate round by
 round, so that a slower or faster minute of a shared CPU hits every variant alike; the median step time and its
 ratio to the first variant are printed, and likewise for one no-gradient network call on `--infer-batch` clips (a
 guided sampling step of 8 videos is one call on 16). For whole-pipeline numbers (videos/s, memory, sampling) see
@@ -27,7 +29,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("variants", nargs="+", help='override lists, e.g. "" "model.pixel_channels=0"')
     p.add_argument("--rounds", type=int, default=12, help="timed steps per variant (default: 12)")
-    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--batch", type=int, help="clips per training step for every variant (default: its train.batch_size)")
     p.add_argument("--infer-batch", type=int, default=16, help="clips per timed sampling call (default: 16)")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()

@@ -81,10 +81,10 @@ def time_steps(step, steps: int, mean: bool = False) -> tuple[int, float]:
     return fc.get_total_flops(), sum(times) / len(times) if mean else median(times)
 
 
-def demo_training_step(overrides: list[str], batch: int):
+def demo_training_step(overrides: list[str], batch: int | None = None):
     """The demo config with `overrides`, its denoiser, and one AdamW training step on a fixed batch of `batch`
-    built-in shapes clips: returns (denoiser, step, batch), step(p_self) running one step with that
-    self-conditioning probability. Shared by this script and step_ratio.py."""
+    built-in shapes clips (None: the config's train.batch_size): returns (denoiser, step, batch), step(p_self)
+    running one step with that self-conditioning probability. Shared by this script and step_ratio.py."""
     import torch
 
     from vidiff.build import build_denoiser
@@ -93,6 +93,7 @@ def demo_training_step(overrides: list[str], batch: int):
     from vidiff.data import BouncingShapes
 
     cfg = load_config(_config_path("demo"), overrides)
+    batch = batch or cfg.train.batch_size
     torch.manual_seed(0)
     den = build_denoiser(cfg)
     opt = torch.optim.AdamW(den.net.parameters(), lr=1e-3)

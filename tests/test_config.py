@@ -41,6 +41,8 @@ def test_yaml_file_and_override_precedence(tmp_path):
     (["train.short_clip_frames=16"], "train.short_clip_frames must be 0 (off) or fewer than data.num_frames"),
     (["train.short_clip_frames=3", "model.temporal_downsample_levels=[0]"],
      "train.short_clip_frames 3 must be divisible by 2^len(model.temporal_downsample_levels) = 2"),
+    (["train.short_clip_frames=4", "masks.enabled=true", "masks.max_context=4"],
+     "train.short_clip_frames must exceed masks.max_context and 2 when masks are enabled"),
     (["train"], "must look like section.key=value"),
     (["\n"], "override '\\n' must look like section.key=value"),  # found by test_fuzz: keep errors on one line
     (["train.st\neps=3"], "unknown config key 'train.st\\neps'"),

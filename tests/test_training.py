@@ -56,7 +56,7 @@ def test_batches_are_a_function_of_the_step():
     assert not set(r0) & set(r1)
 
 
-def test_short_clip_steps_are_a_function_of_the_step_and_the_same_on_every_rank(tiny_config, tmp_path):
+def test_short_clip_steps_are_a_function_of_the_step_and_the_same_on_every_rank(tiny_config):
     from vidiff.data import build_dataset
     from vidiff.training.loop import JointClips, _collate
 

@@ -134,8 +134,9 @@ class TrainConfig:
     label_dropout: float = 0.1
     # Joint training with shorter clips (as Ho et al. 2022 train video models jointly on images): a share
     # `short_clip_prob` of the steps trains on clips of `short_clip_frames` frames (0: off), with
-    # batch_size * num_frames / short_clip_frames of them, so such a step costs about as much as a full one but shows
-    # more distinct clips and noise levels. The network has no fixed clip length, so the full clips still set motion.
+    # batch_size * num_frames / short_clip_frames of them, so such a step holds as many frames (and cost 1.14-1.18x a
+    # full one on the demo) but shows more distinct clips and noise levels. The network has no fixed clip length, so
+    # the full clips still set motion.
     # On the demo at 774 steps, single frames (1) in half the steps moved objects faster (0.60-0.67 against 0.37-0.47
     # px/frame) but held them worse (persistence -0.10 to -0.13); 4-frame clips changed nothing beyond the noise
     # (docs/benchmarks.md, "Thirteenth round")
@@ -369,6 +370,9 @@ def validate_run(cfg: RunConfig) -> None:
         (0 <= t.short_clip_frames < d.num_frames,
          "train.short_clip_frames must be 0 (off) or fewer than data.num_frames"),
         (0 <= t.short_clip_prob <= 1, "train.short_clip_prob must be in [0, 1]"),
+        (not (t.short_clip_frames and k.enabled) or t.short_clip_frames > max(k.max_context, 2),
+         "train.short_clip_frames must exceed masks.max_context and 2 when masks are enabled (else a short clip's "
+         "mask can mark every frame known and the clip teaches nothing)"),
         (m.num_labels >= 0, "model.num_labels must be >= 0 (0: unconditional)"),
     ]
     if m.num_labels:

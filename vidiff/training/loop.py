@@ -368,6 +368,7 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, max_step
 
             if is_main and (step % tc.log_every == 0 or step == end_step) and window_steps:
                 now = time.perf_counter()
+                # (a short-clip step counts as batch_size videos: it holds as many frames)
                 vps = window_steps * tc.batch_size * world / max(now - t_window, 1e-9)
                 log.writerow([step, f"{window_loss / window_steps:.6f}", f"{lr_at(step - 1, tc):.3e}",
                               f"{float(grad_norm):.4f}", f"{vps:.2f}", f"{seconds_before + now - t_start:.1f}"])
