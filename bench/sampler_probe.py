@@ -86,7 +86,10 @@ def main() -> None:
         sys.exit(f"error: {e}")
 
     g = torch.Generator().manual_seed(args.seed)
-    shape = (args.num, cfg.model.in_channels, cfg.data.num_frames, cfg.data.size, cfg.data.size)
+    from vidiff.build import build_autoencoder, sample_shape
+
+    autoencoder = build_autoencoder(cfg)  # latent runs: sample latents, decode them to pixels
+    shape = sample_shape(cfg, args.num, autoencoder)
     x_T = video_noise(shape, dn.noise_correlation, g, "cpu")
     lam = args.eps_scale
 
@@ -159,6 +162,8 @@ def main() -> None:
     with torch.no_grad():
         v = sample(fn, shape, dn.alphas_cumprod, sampler=args.sampler, num_steps=args.steps, generator=g, eta=args.eta,
                    x_T=x_T, noise_correlation=dn.noise_correlation)
+        if autoencoder is not None:
+            v = autoencoder.decode(v).clamp(-1, 1)
     if args.grid:
         import numpy as np
 

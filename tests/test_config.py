@@ -38,6 +38,7 @@ def test_yaml_file_and_override_precedence(tmp_path):
     (["diffusion.noise_correlation=1"], "diffusion.noise_correlation must be in [0, 1)"),
     (["diffusion.shift=0"], "diffusion.shift must be > 0"),
     (["model.temporal_downsample_levels=[2]"], "must lie in 0..1 (a level followed by a downsampling)"),
+    (["train.optimizer=sgd"], "train.optimizer must be adamw or muon"),
     (["train.short_clip_frames=16"], "train.short_clip_frames must be 0 (off) or fewer than data.num_frames"),
     (["train.short_clip_frames=3", "model.temporal_downsample_levels=[0]"],
      "train.short_clip_frames 3 must be divisible by 2^len(model.temporal_downsample_levels) = 2"),

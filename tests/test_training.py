@@ -100,11 +100,14 @@ def test_train_writes_a_run_folder(tiny_config, tmp_path):
         train(tiny_config, run, progress=False)
 
 
-@pytest.mark.parametrize("self_condition,short_clips", [(False, 0), (True, 0), (False, 2)])
-def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny_config, tmp_path, self_condition, short_clips):
+@pytest.mark.parametrize("self_condition,short_clips,optimizer",
+                         [(False, 0, "adamw"), (True, 0, "adamw"), (False, 2, "adamw"), (False, 0, "muon")])
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny_config, tmp_path, self_condition, short_clips,
+                                                                optimizer):
     # self-conditioning draws its coin from the step's RNG; short-clip steps are chosen by the step's index
     tiny_config.model.self_condition = self_condition
     tiny_config.train.short_clip_frames = short_clips
+    tiny_config.train.optimizer = optimizer
     train(tiny_config, tmp_path / "full", progress=False)
     train(tiny_config, tmp_path / "split", progress=False, max_steps=3)  # "killed" after step 3
     assert checkpoint_dirs(tmp_path / "split")[-1].name == "step_00000003"
@@ -156,6 +159,13 @@ def test_resume_may_change_the_loss_weighting_only(tiny_config, tmp_path):
     tiny_config.diffusion.objective = "eps"  # another parameterisation: a different model
     tiny_config.train.steps = 8
     with pytest.raises(CheckpointError, match="'diffusion' config differs"):
+        train(tiny_config, tmp_path / "run", resume=True, progress=False)
+
+
+def test_resume_refuses_another_optimizer(tiny_config, tmp_path):
+    train(tiny_config, tmp_path / "run", progress=False, max_steps=3)
+    tiny_config.train.optimizer = "muon"
+    with pytest.raises(CheckpointError, match="optimizer state does not fit MuonAdamW"):
         train(tiny_config, tmp_path / "run", resume=True, progress=False)
 
 

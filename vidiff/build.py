@@ -16,6 +16,29 @@ def network_config(cfg: RunConfig):
     return cfg.model
 
 
+def build_autoencoder(cfg: RunConfig):
+    """The frozen FrameAutoencoder of a latent diffusion run (model.autoencoder), or None for a pixel run."""
+    if not cfg.model.autoencoder:
+        return None
+    from vidiff.errors import ConfigError
+    from vidiff.training.autoencoder import load_autoencoder
+
+    ae = load_autoencoder(cfg.model.autoencoder)
+    a = ae.config
+    if cfg.model.in_channels != a.latent_channels:
+        raise ConfigError(f"model.in_channels must be the autoencoder's latent_channels ({a.latent_channels}) "
+                          f"for model.autoencoder={cfg.model.autoencoder}, got {cfg.model.in_channels}")
+    if cfg.data.size % a.factor:
+        raise ConfigError(f"data.size {cfg.data.size} must be divisible by the autoencoder's factor {a.factor}")
+    return ae
+
+
+def sample_shape(cfg: RunConfig, n: int, autoencoder=None, num_frames: int | None = None) -> tuple[int, ...]:
+    """(n, C, F, H, W) of what the denoiser works on: pixels, or the latents of `autoencoder` (size / f)."""
+    size = cfg.data.size // (autoencoder.config.factor if autoencoder is not None else 1)
+    return (n, cfg.model.in_channels, num_frames or cfg.data.num_frames, size, size)
+
+
 def build_denoiser(cfg: RunConfig) -> Denoiser:
     net = VideoUNet(network_config(cfg))
     return Denoiser(net, schedule=cfg.diffusion.schedule, timesteps=cfg.diffusion.timesteps,

@@ -57,6 +57,19 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_train_autoencoder(args) -> int:
+    from vidiff.config import apply_overrides, from_dict
+    from vidiff.training.autoencoder import AutoencoderRunConfig, check_autoencoder_run, train_autoencoder
+
+    cfg = from_dict(AutoencoderRunConfig, apply_overrides({}, list(args.overrides)))
+    check_autoencoder_run(cfg)
+    summary = train_autoencoder(cfg, args.out, progress=not args.quiet)
+    print(f"trained the autoencoder {summary['steps']} steps in {summary['seconds']:.0f} s (reconstruction MSE "
+          f"{summary['mse']:.5f}) -> {args.out}; use it with model.autoencoder={args.out} "
+          f"model.in_channels={cfg.model.latent_channels}")
+    return 0
+
+
 def _use_data(cfg, data: str, workers, overrides: list[str]) -> None:
     """`train --data PATH`: train on a folder of videos or a prepared cache, decoding in DataLoader workers."""
     import os
@@ -308,6 +321,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="DataLoader worker processes (train.num_workers; with --data the default is "
                         "min(4, CPU cores - 1))")
     t.set_defaults(func=cmd_train)
+
+    a = sub.add_parser("train-autoencoder", help="train a per-frame autoencoder: the latent space of latent diffusion",
+                       description="Train a FrameAutoencoder on frames of data.dataset (default: the built-in "
+                                   "shapes) with KEY=VALUE overrides: data.* as for `vidiff train`, model.channels, "
+                                   "model.channel_mults (each level after the first halves the size), "
+                                   "model.latent_channels, model.latent_noise, steps, clips_per_step, lr, seed, "
+                                   "threads. Then train a diffusion model on its latents with "
+                                   "`vidiff train demo model.autoencoder=OUT model.in_channels=LATENT_CHANNELS`.")
+    a.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides, e.g. steps=1200")
+    a.add_argument("--out", required=True, help="folder for autoencoder.json, autoencoder.safetensors and loss.csv")
+    a.add_argument("--quiet", action="store_true", help="no progress bar")
+    a.set_defaults(func=cmd_train_autoencoder)
 
     dp = sub.add_parser("data", help="prepare or inspect a folder of your own videos",
                         description="Tools for training data: `prepare` decodes a folder once into a fast cache, "

@@ -86,6 +86,10 @@ class ModelConfig:
     # summed into the timestep embedding (Dhariwal & Nichol 2021). A clip with no labels is the unconditional case
     # that classifier-free guidance needs (train.label_dropout).
     num_labels: int = 0
+    # Latent diffusion (Rombach et al. 2022; per frame as in Blattmann et al. 2023): a folder made by
+    # `vidiff train-autoencoder` (or a shipped name, "shapes-ae"). The denoiser then works on its latents,
+    # (in_channels = its latent_channels, F, size / f, size / f), and samples are decoded to pixels. null: pixels.
+    autoencoder: Optional[str] = None
 
 
 @dataclass
@@ -106,7 +110,10 @@ class DiffusionConfig:
 class TrainConfig:
     steps: int = 1000  # optimizer steps
     batch_size: int = 8
-    lr: float = 1e-3  # peak AdamW learning rate
+    lr: float = 1e-3  # peak learning rate
+    # "adamw", or "muon": Muon (Jordan et al. 2024) for the hidden weight matrices, AdamW for the rest, one lr for
+    # both (Muon's update is scaled to AdamW's RMS, Liu et al. 2025; vidiff/training/optim.py)
+    optimizer: str = "adamw"
     weight_decay: float = 0.0
     warmup_steps: int = 100  # linear learning-rate warm-up
     lr_decay: str = "cosine"  # "constant" or "cosine" decay to lr_min_ratio * lr after warm-up
@@ -362,6 +369,7 @@ def validate_run(cfg: RunConfig) -> None:
         (t.lr > 0, "train.lr must be > 0"),
         (0.0 <= t.ema_decay < 1.0, "train.ema_decay must be in [0, 1)"),
         (t.lr_decay in ("constant", "cosine"), "train.lr_decay must be constant or cosine"),
+        (t.optimizer in ("adamw", "muon"), "train.optimizer must be adamw or muon"),
         (t.precision in ("fp32", "bf16"), "train.precision must be fp32 or bf16"),
         (t.keep_checkpoints >= 1, "train.keep_checkpoints must be >= 1"),
         (t.max_nonfinite_steps >= 1, "train.max_nonfinite_steps must be >= 1"),

@@ -104,6 +104,9 @@ def model_denoise(pipe, video: torch.Tensor, sigma: Optional[float] = None, step
     if cfg.model.cond_channels:
         raise VidiffError("this model needs conditioning inputs (cond_channels > 0); denoise with an "
                           "unconditional model")
+    if getattr(pipe, "autoencoder", None) is not None:
+        raise VidiffError("this model works on autoencoder latents, where pixel noise has no timestep; denoise with "
+                          "a pixel model (or the heat / Perona-Malik filters)")
     if video.shape[-4] != cfg.model.in_channels:
         raise VidiffError(f"the model takes {cfg.model.in_channels}-channel video, got {video.shape[-4]} channels")
     batched = video.ndim == 5

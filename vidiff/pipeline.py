@@ -19,7 +19,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from vidiff.build import build_denoiser
+from vidiff.build import build_autoencoder, build_denoiser, sample_shape
 from vidiff.config import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, RunConfig, default_steps, load_config
 from vidiff.diffusion import SAMPLERS, sample
 from vidiff.diffusion.guidance import classifier_free_guidance, masked_model_denoise, motion_boost as boost_motion
@@ -38,11 +38,21 @@ class VideoPipelineOutput:
 
 
 class VideoPipeline:
-    def __init__(self, denoiser, config: RunConfig, device: torch.device, run_dir: Optional[Path] = None):
+    def __init__(self, denoiser, config: RunConfig, device: torch.device, run_dir: Optional[Path] = None,
+                 autoencoder=None):
         self.denoiser = denoiser.to(device).eval()
+        # latent diffusion: samples are latents, decoded to pixels by this frozen autoencoder
+        self.autoencoder = autoencoder.to(device) if autoencoder is not None else build_autoencoder(config)
+        if self.autoencoder is not None:
+            self.autoencoder.to(device)
         self.config = config
         self.device = device
         self.run_dir = run_dir  # where it was loaded from (None if built in memory)
+
+    @property
+    def video_channels(self) -> int:
+        """Channels of the videos it makes (the latent channels of a latent model are inside)."""
+        return self.config.model.in_channels if self.autoencoder is None else self.autoencoder.config.in_channels
 
     @classmethod
     def from_pretrained(cls, path_or_name: str | Path, device: str = "auto") -> "VideoPipeline":
@@ -83,22 +93,22 @@ class VideoPipeline:
                                   f"got {tuple(labels.shape)}")
             if labels.numel() and not (-1 <= labels.min() and labels.max() < self.denoiser.num_labels):
                 raise VidiffError(f"labels must lie in -1..{self.denoiser.num_labels - 1}")
-        d, m = self.config.data, self.config.model
         from tqdm.auto import tqdm
 
         videos = []
         chunks = range(0, num_videos, batch_size)
         for start in tqdm(chunks, desc="videos", disable=not progress or len(chunks) == 1):
             n = min(batch_size, num_videos - start)
-            shape = (n, m.in_channels, d.num_frames, d.size, d.size)
+            shape = sample_shape(self.config, n, self.autoencoder)
             denoise = masked_model_denoise(self.denoiser) if self.config.masks.enabled else self.denoiser
             if labels is not None:
                 denoise = classifier_free_guidance(denoise, labels[start:start + n], guidance_scale, guidance_below)
             if motion_boost:
                 denoise = boost_motion(denoise, motion_boost, min_t=T // 2)
-            videos.append(sample(denoise, shape, self.denoiser.alphas_cumprod, sampler=sampler,
-                                 num_steps=num_inference_steps, eta=eta, generator=generator, device=self.device,
-                                 progress=progress, noise_correlation=self.denoiser.noise_correlation))
+            x = sample(denoise, shape, self.denoiser.alphas_cumprod, sampler=sampler, num_steps=num_inference_steps,
+                       eta=eta, generator=generator, device=self.device, progress=progress,
+                       noise_correlation=self.denoiser.noise_correlation)
+            videos.append(x if self.autoencoder is None else self.autoencoder.decode(x).clamp(-1, 1))
         return VideoPipelineOutput(videos=torch.cat(videos).cpu())
 
     def labels_for(self, captions: list[str]) -> torch.Tensor:

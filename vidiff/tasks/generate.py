@@ -120,21 +120,32 @@ def conditional_sample(pipe, known: torch.Tensor, mask: torch.Tensor, method: st
         return torch.cat(chunks)
     d = pipe.config.data
     known = known.to(pipe.device)
-    if known.shape[1:] != (pipe.config.model.in_channels, d.num_frames, d.size, d.size):
+    if known.shape[1:] != (pipe.video_channels, d.num_frames, d.size, d.size):
         raise VidiffError(f"known video has shape {tuple(known.shape[1:])}, the model makes "
-                          f"{(pipe.config.model.in_channels, d.num_frames, d.size, d.size)}")
+                          f"{(pipe.video_channels, d.num_frames, d.size, d.size)}")
     try:
         torch.broadcast_shapes(mask.shape, (known.shape[0], 1) + tuple(known.shape[2:]))
     except RuntimeError:
         raise VidiffError(f"mask of shape {tuple(mask.shape)} does not match the video {tuple(known.shape)}") from None
     mask = mask.to(pipe.device).float()
+    ae, pixels, pixel_mask = pipe.autoencoder, known, mask
+    if ae is not None:  # a latent model: condition on the known frames' latents (the autoencoder works per frame)
+        if mask.shape[-2:] != (1, 1):
+            raise VidiffError("this model works on autoencoder latents: it can condition on whole frames, not on "
+                              "regions of a frame (use a pixel model for inpainting)")
+        known = ae.encode(known)  # (B, L, F, H/f, W/f)
     if not mask.any():  # nothing known: plain sampling (guided towards `labels` if given)
         denoise = _model_fn(pipe, labels=labels, label_guidance=label_guidance)
     else:
         denoise = _denoise_fn(pipe, known, mask, method, guidance_weight, generator, labels, label_guidance)
-    return sample(denoise, tuple(known.shape), pipe.denoiser.alphas_cumprod, "ddim", num_steps,
-                  generator=generator, device=pipe.device, progress=progress,
-                  noise_correlation=pipe.denoiser.noise_correlation)
+    out = sample(denoise, tuple(known.shape), pipe.denoiser.alphas_cumprod, "ddim", num_steps,
+                 generator=generator, device=pipe.device, progress=progress,
+                 noise_correlation=pipe.denoiser.noise_correlation)
+    if ae is not None:  # back to pixels; the known frames are the given ones, not their reconstructions
+        with torch.no_grad():
+            out = ae.decode(out).clamp(-1, 1)
+        out = pixel_mask * pixels + (1 - pixel_mask) * out
+    return out
 
 
 def fill_timeline(pipe, video: torch.Tensor, known: torch.Tensor, overlap: int = 4, **kwargs) -> torch.Tensor:
@@ -259,15 +270,21 @@ def vary(pipe, video: torch.Tensor, strength: float = 0.5, num_samples: int = 1,
         raise VidiffError(f"vary needs clips of the model's {pipe.config.data.num_frames} frames, got {video.shape[2]}")
     from vidiff.denoise import denoise_timesteps
 
-    den = pipe.denoiser
+    den, ae = pipe.denoiser, pipe.autoencoder
     video = video.repeat_interleave(num_samples, dim=0).to(pipe.device)
+    if ae is not None:  # a latent model varies the latents
+        video = ae.encode(video)
     T = den.num_timesteps
     t_start = min(T - 1, max(0, round(strength * (T - 1))))
     noise = video_noise(video.shape, den.noise_correlation, generator, pipe.device)
     x_t = q_sample(video, den.alphas_cumprod[t_start].float().expand(video.shape[0]).to(pipe.device), noise)
     denoise = _model_fn(pipe, labels=_batch_labels(labels, video.shape[0]), label_guidance=label_guidance)
     steps = denoise_timesteps(t_start, max(1, math.ceil(num_steps * strength)))
-    return sample_ddim(denoise, x_t, den.alphas_cumprod, steps, generator=generator, progress=progress).cpu()
+    out = sample_ddim(denoise, x_t, den.alphas_cumprod, steps, generator=generator, progress=progress)
+    if ae is not None:
+        with torch.no_grad():
+            out = ae.decode(out).clamp(-1, 1)
+    return out.cpu()
 
 
 def extend(pipe, num_frames: int, video: Optional[torch.Tensor] = None, num_samples: int = 1, overlap: int = 4,
@@ -277,7 +294,7 @@ def extend(pipe, num_frames: int, video: Optional[torch.Tensor] = None, num_samp
     Fm = pipe.config.data.num_frames
     if video is None:
         d = pipe.config.data
-        start = torch.zeros(num_samples, pipe.config.model.in_channels, 0, d.size, d.size)
+        start = torch.zeros(num_samples, pipe.video_channels, 0, d.size, d.size)
     else:
         start = fit_resolution(pipe, _batched(video, "video")).repeat_interleave(num_samples, dim=0)
     if num_frames <= start.shape[2]:

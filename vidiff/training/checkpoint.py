@@ -141,7 +141,11 @@ def optimizer_from_tensors(optimizer: torch.optim.Optimizer, tensors: dict[str, 
     for key, value in tensors.items():
         idx, name = key.split(".", 1)
         state.setdefault(int(idx), {})[name] = value
-    optimizer.load_state_dict({"state": state, "param_groups": groups})
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": groups})
+    except (ValueError, KeyError) as e:
+        raise CheckpointError(f"the checkpoint's optimizer state does not fit {type(optimizer).__name__} "
+                              f"(was train.optimizer changed?): {e}") from None
 
 
 def checkpoint_dirs(run_dir: str | Path) -> list[Path]:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from vidiff.build import build_denoiser
+from vidiff.build import build_autoencoder, build_denoiser, sample_shape
 from vidiff.config import RunConfig, load_config
 from vidiff.data import build_dataset
 from vidiff.diffusion import sample
@@ -69,6 +69,7 @@ from vidiff.io import to_frames, video_grid, write_video
 from vidiff.training.checkpoint import (CONFIG, WEIGHTS, checkpoint_dirs, init_from_weights, latest_good_checkpoint,
                                        load_checkpoint, load_tensors, resolve_run, save_checkpoint)
 from vidiff.training.ema import EMA
+from vidiff.training.optim import build_optimizer
 
 
 def resolve_device(name: str) -> torch.device:
@@ -197,18 +198,20 @@ def lock_run_dir(run_dir: Path):
 
 
 @torch.no_grad()
-def write_preview(denoiser, ema: EMA, cfg: RunConfig, path: Path, device: torch.device, num: int = 4) -> None:
+def write_preview(denoiser, ema: EMA, cfg: RunConfig, path: Path, device: torch.device, num: int = 4,
+                  autoencoder=None) -> None:
     """Sample `num` videos from the EMA weights with a fixed seed and write them side by side as a gif."""
     net = denoiser.net
     backup = {k: v.detach().clone() for k, v in net.state_dict().items()}
     ema.copy_to(net)
     net.eval()
-    d = cfg.data
     g = torch.Generator().manual_seed(1234)
     denoise = masked_model_denoise(denoiser) if cfg.masks.enabled else denoiser
-    x = sample(denoise, (num, cfg.model.in_channels, d.num_frames, d.size, d.size), denoiser.alphas_cumprod,
+    x = sample(denoise, sample_shape(cfg, num, autoencoder), denoiser.alphas_cumprod,
                sampler="ddim", num_steps=cfg.train.preview_steps, generator=g, device=device,
                noise_correlation=denoiser.noise_correlation)
+    if autoencoder is not None:
+        x = autoencoder.decode(x).clamp(-1, 1)
     net.load_state_dict(backup)
     net.train()
     frames = np.stack([to_frames(v) for v in x])
@@ -258,13 +261,16 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, max_step
     torch.manual_seed(tc.seed)  # the initial weights are a function of the seed (same on every rank)
     denoiser = build_denoiser(cfg).to(device)
     net = denoiser.net
+    autoencoder = build_autoencoder(cfg)  # latent diffusion: frozen, clips are encoded as they arrive
+    if autoencoder is not None:
+        autoencoder.to(device)
     if init_source is not None:
         fresh = init_from_weights(net, load_tensors(init_source / WEIGHTS), f"train.init_from {tc.init_from}")
         if is_main:
             print(f"initialised from {init_source}" + (f"; {len(fresh)} tensors start fresh ({', '.join(fresh[:4])}"
                                                   f"{', ...' if len(fresh) > 4 else ''})" if fresh else ""))
     ema = EMA(net, tc.ema_decay)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.9, 0.99))
+    optimizer = build_optimizer(net, tc)
 
     start_step, seconds_before = 0, 0.0
     if resume:
@@ -326,6 +332,9 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, max_step
             torch.manual_seed(step_seed(tc.seed, step, rank))  # timesteps, noise and dropout of this step
             batch = next(batches)
             x0 = batch["video"].to(device, non_blocking=True)  # (B, C, F, H, W)
+            if autoencoder is not None:
+                with torch.no_grad():
+                    x0 = autoencoder.encode(x0)  # (B, L, F, H/f, W/f) in [-1, 1]
             t = torch.randint(0, denoiser.num_timesteps, (x0.shape[0],), device=device)
             noise = video_noise(x0.shape, denoiser.noise_correlation, device=device)  # (B, C, F, H, W)
             labels = None
@@ -389,7 +398,8 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, max_step
                 save_checkpoint(run_dir, step, net, ema, optimizer, keep=tc.keep_checkpoints,
                                 extra={"seconds": seconds_before + time.perf_counter() - t_start})
             if is_main and tc.preview_every and step % tc.preview_every == 0 and step != end_step:
-                write_preview(denoiser, ema, cfg, run_dir / "previews" / f"step_{step:08d}.gif", device)
+                write_preview(denoiser, ema, cfg, run_dir / "previews" / f"step_{step:08d}.gif", device,
+                              autoencoder=autoencoder)
     bar.close()
     seconds = time.perf_counter() - t_start
     if is_main:
@@ -398,7 +408,8 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, max_step
             print(f"{stop.signal}: stopped at step {step} and saved a checkpoint; continue with "
                   f"`vidiff train --out {run_dir} --resume`")
         else:
-            write_preview(denoiser, ema, cfg, run_dir / "previews" / f"step_{step:08d}.gif", device)
+            write_preview(denoiser, ema, cfg, run_dir / "previews" / f"step_{step:08d}.gif", device,
+                              autoencoder=autoencoder)
         data_summary = dataset.summary() if hasattr(dataset, "summary") else None  # folders: skipped files
         if data_summary:
             print(f"data: {data_summary}")
