@@ -14,11 +14,12 @@ from vidiff.training.checkpoint import checkpoint_dirs, load_into, load_tensors,
 from vidiff.training.loop import StepBatchSampler, lr_at
 
 
-def test_overfits_one_fixed_batch():
+@pytest.mark.parametrize("optimizer", ["adam", "muon"])
+def test_overfits_one_fixed_batch(optimizer):
     """The classic sanity check: with batch, timesteps and noise fixed, the loss must fall 10x."""
     cfg = load_config(None, ["model.channels=16", "model.channel_mults=[1,2]", "model.spatial_attention_levels=[1]",
                              "model.temporal_attention_levels=[1]", "model.head_dim=8", "diffusion.objective=eps",
-                             "diffusion.min_snr_gamma=null"])
+                             "diffusion.min_snr_gamma=null", "train.lr=3e-3", f"train.optimizer={optimizer}"])
     torch.manual_seed(0)
     den = build_denoiser(cfg)
     from vidiff.data import BouncingShapes
@@ -27,7 +28,13 @@ def test_overfits_one_fixed_batch():
     x0 = torch.stack([ds[i]["video"] for i in range(2)])
     t = torch.tensor([100, 600])
     noise = torch.randn_like(x0)
-    opt = torch.optim.Adam(den.net.parameters(), lr=3e-3)
+    if optimizer == "adam":
+        opt = torch.optim.Adam(den.net.parameters(), lr=3e-3)
+    else:  # Muon for the hidden matrices, AdamW for the rest (vidiff.training.optim)
+        from vidiff.training.optim import MuonAdamW, build_optimizer
+
+        opt = build_optimizer(den.net, cfg.train)
+        assert isinstance(opt, MuonAdamW)
     losses = []
     for _ in range(300):
         loss = den.loss(x0, t, noise).mean()
