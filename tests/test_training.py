@@ -19,7 +19,8 @@ def test_overfits_one_fixed_batch(optimizer):
     """The classic sanity check: with batch, timesteps and noise fixed, the loss must fall 10x."""
     cfg = load_config(None, ["model.channels=16", "model.channel_mults=[1,2]", "model.spatial_attention_levels=[1]",
                              "model.temporal_attention_levels=[1]", "model.head_dim=8", "diffusion.objective=eps",
-                             "diffusion.min_snr_gamma=null", "train.lr=3e-3", f"train.optimizer={optimizer}"])
+                             "diffusion.min_snr_gamma=null", "train.lr=3e-3",
+                             "train.optimizer=" + ("adamw" if optimizer == "adam" else optimizer)])
     torch.manual_seed(0)
     den = build_denoiser(cfg)
     from vidiff.data import BouncingShapes
