@@ -33,10 +33,10 @@ def build_autoencoder(cfg: RunConfig):
     return ae
 
 
-def sample_shape(cfg: RunConfig, n: int, autoencoder=None, num_frames: int | None = None) -> tuple[int, ...]:
+def sample_shape(cfg: RunConfig, n: int, autoencoder=None) -> tuple[int, ...]:
     """(n, C, F, H, W) of what the denoiser works on: pixels, or the latents of `autoencoder` (size / f)."""
     size = cfg.data.size // (autoencoder.config.factor if autoencoder is not None else 1)
-    return (n, cfg.model.in_channels, num_frames or cfg.data.num_frames, size, size)
+    return (n, cfg.model.in_channels, cfg.data.num_frames, size, size)
 
 
 def build_denoiser(cfg: RunConfig) -> Denoiser:

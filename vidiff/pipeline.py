@@ -42,7 +42,7 @@ class VideoPipeline:
                  autoencoder=None):
         self.denoiser = denoiser.to(device).eval()
         # latent diffusion: samples are latents, decoded to pixels by this frozen autoencoder
-        self.autoencoder = autoencoder.to(device) if autoencoder is not None else build_autoencoder(config)
+        self.autoencoder = autoencoder if autoencoder is not None else build_autoencoder(config)
         if self.autoencoder is not None:
             self.autoencoder.to(device)
         self.config = config

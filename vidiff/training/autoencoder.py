@@ -23,6 +23,7 @@ from vidiff.config import DataConfig, from_dict
 from vidiff.data import build_dataset
 from vidiff.models.autoencoder import AutoencoderConfig, FrameAutoencoder
 from vidiff.training.checkpoint import save_tensors
+from vidiff.training.loop import lr_at
 
 AE_CONFIG = "autoencoder.json"
 AE_WEIGHTS = "autoencoder.safetensors"
@@ -36,6 +37,9 @@ class AutoencoderRunConfig:
     clips_per_step: int = 8
     frames_per_clip: int = 4  # random frames of each clip per step
     lr: float = 2e-3
+    warmup_steps: int = 100  # linear warm-up, then cosine decay to lr_min_ratio * lr (as train.* of a diffusion run)
+    lr_decay: str = "cosine"
+    lr_min_ratio: float = 0.1
     l1_weight: float = 0.5
     seed: int = 0
     threads: int = 0
@@ -53,6 +57,8 @@ def check_autoencoder_run(cfg: AutoencoderRunConfig) -> None:
         (cfg.steps >= 1 and cfg.clips_per_step >= 1, "steps and clips_per_step must be >= 1"),
         (1 <= cfg.frames_per_clip <= cfg.data.num_frames, "frames_per_clip must be in 1..data.num_frames"),
         (cfg.lr > 0 and m.latent_noise >= 0, "lr must be > 0 and model.latent_noise >= 0"),
+        (cfg.warmup_steps >= 0 and cfg.lr_decay in ("constant", "cosine"),
+         "warmup_steps must be >= 0 and lr_decay constant or cosine"),
     ]
     for ok, message in checks:
         if not ok:
@@ -75,9 +81,8 @@ def train_autoencoder(cfg: AutoencoderRunConfig, out: str | Path, progress: bool
     t0, window, last = time.perf_counter(), [], float("nan")
     bar = tqdm(range(cfg.steps), desc="autoencoder", disable=not progress, dynamic_ncols=True)
     for step in bar:
-        lr = cfg.lr * min(1.0, (step + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * step / cfg.steps)))
         for g in opt.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr_at(step, cfg)
         clips = [dataset[int(i)]["video"] for i in rng.integers(0, len(dataset), cfg.clips_per_step)]
         frames = torch.stack([c[:, rng.choice(c.shape[1], cfg.frames_per_clip, replace=False)] for c in clips])
         std = torch.rand(frames.shape[0]) * cfg.model.latent_noise  # (B,)
