@@ -83,11 +83,12 @@ def time_steps(step, steps: int, mean: bool = False) -> tuple[int, float]:
 
 def demo_training_step(overrides: list[str], batch: int | None = None):
     """The demo config with `overrides`, its denoiser, and one AdamW training step on a fixed batch of `batch`
-    built-in shapes clips (None: the config's train.batch_size): returns (denoiser, step, batch), step(p_self)
-    running one step with that self-conditioning probability. Shared by this script and step_ratio.py."""
+    built-in shapes clips (None: the config's train.batch_size): returns (denoiser, step, batch as the network sees it), step(p_self)
+    running one step with that self-conditioning probability; a latent config (model.autoencoder) encodes the
+    batch in every step, as training does. Shared by this script and step_ratio.py."""
     import torch
 
-    from vidiff.build import build_denoiser
+    from vidiff.build import build_autoencoder, build_denoiser
     from vidiff.cli import _config_path
     from vidiff.config import load_config
     from vidiff.data import BouncingShapes
@@ -100,14 +101,24 @@ def demo_training_step(overrides: list[str], batch: int | None = None):
     ds = BouncingShapes(num_frames=cfg.data.num_frames, size=cfg.data.size)
     x0 = torch.stack([ds[i]["video"] for i in range(batch)])  # (B, C, F, H, W)
 
+    ae = build_autoencoder(cfg)
+
     def step(p_self: float = 0.5):
         t = torch.randint(0, den.num_timesteps, (batch,))
-        loss = den.loss(x0, t, torch.randn_like(x0), self_condition_prob=p_self).mean()
+        x = x0
+        if ae is not None:
+            with torch.no_grad():
+                x = ae.encode(x0)  # (B, L, F/t, H/f, W/f)
+        loss = den.loss(x, t, torch.randn_like(x), self_condition_prob=p_self).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
 
-    return den, step, x0
+    seen = x0
+    if ae is not None:
+        with torch.no_grad():
+            seen = ae.encode(x0)  # what the network sees
+    return den, step, seen
 
 
 def child_vidiff(name: str, batch: int, steps: int, sample_steps: int) -> dict:

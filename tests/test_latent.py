@@ -34,6 +34,41 @@ def test_autoencoder_shapes_and_latent_range():
     torch.testing.assert_close(ae.encode(x2)[:, :, 1:], z[:, :, 1:])
 
 
+def test_temporal_autoencoder_compresses_time_in_windows():
+    cfg = AutoencoderConfig(channels=8, channel_mults=(1, 2, 2), latent_channels=5, temporal_levels=(0, 1))
+    assert cfg.time_factor == 4 and cfg.factor == 4
+    ae = FrameAutoencoder(cfg)
+    x = torch.rand(2, 3, 8, 16, 16) * 2 - 1  # (B, C, F, H, W)
+    z = ae.encode(x)
+    assert z.shape == (2, 5, 2, 4, 4) and z.abs().max() <= 1  # (B, L, F/4, H/4, W/4)
+    assert ae.decode(z).shape == x.shape
+    # the temporal convs mix frames: changing frame 1 changes the first latent frame
+    x2 = x.clone()
+    x2[:, :, 1] = 0
+    assert not torch.allclose(ae.encode(x2)[:, :, 0], z[:, :, 0])
+    # a per-frame autoencoder's state dict has no temporal layers (the shipped shapes-ae keeps loading)
+    assert not any(".time." in k for k in FrameAutoencoder(AutoencoderConfig(channels=8)).state_dict())
+
+
+def test_temporal_latent_run_trains_samples_and_does_frame_tasks(tmp_path):
+    ae = tmp_path / "ae"
+    assert main(["train-autoencoder", *AE, "model.temporal_levels=[0]", "--out", str(ae), "--quiet"]) == 0
+    run = tmp_path / "run"
+    assert main(["train", "demo", *TINY, f"model.autoencoder={ae}", "--out", str(run), "--quiet"]) == 0
+    pipe = VideoPipeline.from_pretrained(run)
+    out = pipe(num_videos=1, num_inference_steps=2, generator=torch.Generator().manual_seed(0), progress=False)
+    assert out.videos.shape == (1, 3, 4, 16, 16)
+    mask = torch.zeros(1, 1, 4, 1, 1)
+    mask[:, :, :2] = 1
+    known = torch.rand(1, 3, 4, 16, 16) * 2 - 1
+    cond = conditional_sample(pipe, known, mask, num_steps=2, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(cond[:, :, :2], known[:, :, :2])
+    with pytest.raises(VidiffError, match="only reconstruction guidance"):
+        conditional_sample(pipe, known, mask, method="masked", num_steps=2)
+    varied = pipe.vary(out.videos, strength=0.5, num_steps=2, progress=False)
+    assert varied.shape == (1, 3, 4, 16, 16)
+
+
 @pytest.fixture(scope="module")
 def ae_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("ae") / "ae"
@@ -55,6 +90,11 @@ def test_train_autoencoder_errors_are_one_line(tmp_path, capsys):
     assert "unknown config key 'model.latent_chanels'" in capsys.readouterr().err
     assert main(["train-autoencoder", "data.size=18", "--out", str(tmp_path / "x")]) == 2
     assert "must be divisible by the factor 4" in capsys.readouterr().err
+    assert main(["train-autoencoder", "model.temporal_levels=[2]", "--out", str(tmp_path / "x")]) == 2
+    assert "model.temporal_levels must be distinct levels in 0..1" in capsys.readouterr().err
+    assert main(["train-autoencoder", "model.temporal_levels=[0,1]", "frames_per_clip=6", "--out",
+                 str(tmp_path / "x")]) == 2
+    assert "divisible by the time factor 4" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +123,12 @@ def test_latent_model_keeps_known_frames_and_refuses_regions(latent_run):
     out = conditional_sample(pipe, known, mask, num_steps=2, generator=torch.Generator().manual_seed(0))
     assert out.shape == known.shape
     torch.testing.assert_close(out[:, :, :2], known[:, :, :2])
-    with pytest.raises(VidiffError, match="not on regions"):
-        conditional_sample(pipe, known, torch.ones(1, 1, 4, 16, 16), num_steps=2)
+    region = torch.zeros(1, 1, 4, 16, 16)
+    region[..., :8] = 1  # the left half of every frame: guided through the decoder
+    out = conditional_sample(pipe, known, region, num_steps=2, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out[..., :8], known[..., :8])
+    with pytest.raises(VidiffError, match="only reconstruction guidance"):
+        conditional_sample(pipe, known, region, method="replacement", num_steps=2)
     from vidiff.denoise import model_denoise
 
     with pytest.raises(VidiffError, match="autoencoder latents"):

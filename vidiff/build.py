@@ -30,13 +30,19 @@ def build_autoencoder(cfg: RunConfig):
                           f"for model.autoencoder={cfg.model.autoencoder}, got {cfg.model.in_channels}")
     if cfg.data.size % a.factor:
         raise ConfigError(f"data.size {cfg.data.size} must be divisible by the autoencoder's factor {a.factor}")
+    if cfg.data.num_frames % a.time_factor:
+        raise ConfigError(f"data.num_frames {cfg.data.num_frames} must be divisible by the autoencoder's time factor "
+                          f"{a.time_factor}")
     return ae
 
 
 def sample_shape(cfg: RunConfig, n: int, autoencoder=None) -> tuple[int, ...]:
-    """(n, C, F, H, W) of what the denoiser works on: pixels, or the latents of `autoencoder` (size / f)."""
-    size = cfg.data.size // (autoencoder.config.factor if autoencoder is not None else 1)
-    return (n, cfg.model.in_channels, cfg.data.num_frames, size, size)
+    """(n, C, F, H, W) of what the denoiser works on: pixels, or the latents of `autoencoder` (F / t, size / f)."""
+    if autoencoder is None:
+        return (n, cfg.model.in_channels, cfg.data.num_frames, cfg.data.size, cfg.data.size)
+    a = autoencoder.config
+    return (n, cfg.model.in_channels, cfg.data.num_frames // a.time_factor, cfg.data.size // a.factor,
+            cfg.data.size // a.factor)
 
 
 def build_denoiser(cfg: RunConfig) -> Denoiser:

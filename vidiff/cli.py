@@ -322,12 +322,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "min(4, CPU cores - 1))")
     t.set_defaults(func=cmd_train)
 
-    a = sub.add_parser("train-autoencoder", help="train a per-frame autoencoder: the latent space of latent diffusion",
+    a = sub.add_parser("train-autoencoder", help="train a video autoencoder: the latent space of latent diffusion",
                        description="Train a FrameAutoencoder on frames of data.dataset (default: the built-in "
                                    "shapes) with KEY=VALUE overrides: data.* as for `vidiff train`, model.channels, "
                                    "model.channel_mults (each level after the first halves the size), "
-                                   "model.latent_channels, model.latent_noise, steps, clips_per_step, lr, seed, "
-                                   "threads. Then train a diffusion model on its latents with "
+                                   "model.temporal_levels (levels whose downsampling also halves the frames, e.g. "
+                                   "[0,1]: 4 frames per latent; default [] encodes each frame on its own), "
+                                   "model.latent_channels, model.latent_noise, steps, clips_per_step, "
+                                   "frames_per_clip (a temporal autoencoder trains on windows of that many "
+                                   "frames), lr, seed, threads. Then train a diffusion model on its latents with "
                                    "`vidiff train demo model.autoencoder=OUT model.in_channels=LATENT_CHANNELS`.")
     a.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides, e.g. steps=1200")
     a.add_argument("--out", required=True, help="folder for autoencoder.json, autoencoder.safetensors and loss.csv")

@@ -85,6 +85,30 @@ def reconstruction_guidance(denoiser, known: torch.Tensor, mask: torch.Tensor, w
     return denoise
 
 
+def decoded_reconstruction_guidance(denoiser, decode, known: torch.Tensor, mask: torch.Tensor, weight: float = 2.0):
+    """Reconstruction guidance for a latent model, measured in pixels: the decoded estimate D(x^0(z_t)) is pulled
+    towards the known pixels (as Ho et al. 2022, eq. 7, with the decoder inside the error):
+        x~0 = x^0 - (w_r * alpha_t / 2) * grad_{z_t} || m * (x_known - D(x^0(z_t))) ||^2,   alpha_t = sqrt(a_t).
+    No replacement: a latent may hold known and unknown pixels together (a region of a frame, or frames that a
+    temporal autoencoder encodes into one latent), so only the gradient ties the sample to them.
+    `decode`: latents (B, L, F', h, w) -> pixels (B, C, F, H, W); known, mask: in pixels, as in the other methods."""
+
+    def denoise(x_t, t, x_self=None):
+        z = x_t.detach().requires_grad_(True)
+        with torch.enable_grad():
+            x0, _ = _call(denoiser, z, t, x_self)
+            pixels = decode(x0)  # (B, C, F, H, W)
+            m = mask.to(pixels.device).expand_as(pixels)
+            err = ((known.to(pixels.device) - pixels) ** 2 * m).sum()
+            (grad,) = torch.autograd.grad(err, z)
+        a = append_dims(denoiser.alphas_cumprod.to(x_t.device)[t].float(), x_t.ndim)
+        x0 = (x0 - weight * a.sqrt() / 2 * grad).detach()
+        return x0, (x_t - a.sqrt() * x0) / (1 - a).sqrt()
+
+    denoise.self_conditioning = getattr(denoiser, "self_conditioning", False)
+    return denoise
+
+
 def _call(denoiser, x_t, t, x_self):
     """denoiser(x_t, t), passing the previous x0 estimate on to a self-conditioned one."""
     return denoiser(x_t, t, x_self=x_self) if getattr(denoiser, "self_conditioning", False) else denoiser(x_t, t)

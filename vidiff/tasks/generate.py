@@ -20,8 +20,8 @@ import torch.nn.functional as F
 
 from vidiff.diffusion import sample
 from vidiff.config import DEFAULT_GUIDANCE
-from vidiff.diffusion.guidance import (classifier_free_guidance, masked_model_denoise, reconstruction_guidance,
-                                       replacement)
+from vidiff.diffusion.guidance import (classifier_free_guidance, decoded_reconstruction_guidance,
+                                       masked_model_denoise, reconstruction_guidance, replacement)
 from vidiff.diffusion.masks import frames_mask
 from vidiff.diffusion.samplers import sample_ddim
 from vidiff.diffusion.schedules import q_sample, video_noise
@@ -129,13 +129,20 @@ def conditional_sample(pipe, known: torch.Tensor, mask: torch.Tensor, method: st
         raise VidiffError(f"mask of shape {tuple(mask.shape)} does not match the video {tuple(known.shape)}") from None
     mask = mask.to(pipe.device).float()
     ae, pixels, pixel_mask = pipe.autoencoder, known, mask
-    if ae is not None:  # a latent model: condition on the known frames' latents (the autoencoder works per frame)
-        if mask.shape[-2:] != (1, 1):
-            raise VidiffError("this model works on autoencoder latents: it can condition on whole frames, not on "
-                              "regions of a frame (use a pixel model for inpainting)")
-        known = ae.encode(known)  # (B, L, F, H/f, W/f)
+    in_pixels = False  # a latent model guided by the decoded estimate (regions, or a temporal autoencoder)
+    if ae is not None:
+        frame_mask = mask.shape[-2:] == (1, 1)
+        in_pixels = not frame_mask or ae.config.time_factor > 1
+        if in_pixels and method not in ("auto", "reconstruction"):
+            raise VidiffError(f"this model works on autoencoder latents that mix known and unknown pixels: only "
+                              f"reconstruction guidance can condition it, not {method!r}")
+        with torch.no_grad():
+            known = ae.encode(known)  # (B, L, F/t, H/f, W/f); a per-frame autoencoder: condition on these latents
     if not mask.any():  # nothing known: plain sampling (guided towards `labels` if given)
         denoise = _model_fn(pipe, labels=labels, label_guidance=label_guidance)
+    elif in_pixels:
+        denoise = decoded_reconstruction_guidance(_model_fn(pipe, labels=labels, label_guidance=label_guidance),
+                                                  ae.decode, pixels, pixel_mask, guidance_weight)
     else:
         denoise = _denoise_fn(pipe, known, mask, method, guidance_weight, generator, labels, label_guidance)
     out = sample(denoise, tuple(known.shape), pipe.denoiser.alphas_cumprod, "ddim", num_steps,

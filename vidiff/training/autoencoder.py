@@ -1,4 +1,4 @@
-"""Train a FrameAutoencoder on the frames of a dataset: the latent space for latent video diffusion.
+"""Train a FrameAutoencoder on the frames (or windows of frames) of a dataset: the latent space for latent video diffusion.
 
     vidiff train-autoencoder --out runs/ae key=value ...
 
@@ -35,7 +35,7 @@ class AutoencoderRunConfig:
     model: AutoencoderConfig = field(default_factory=AutoencoderConfig)
     steps: int = 2000
     clips_per_step: int = 8
-    frames_per_clip: int = 4  # random frames of each clip per step
+    frames_per_clip: int = 4  # random frames of each clip per step (a temporal autoencoder: a random window of them)
     lr: float = 2e-3
     warmup_steps: int = 100  # linear warm-up, then cosine decay to lr_min_ratio * lr (as train.* of a diffusion run)
     lr_decay: str = "cosine"
@@ -56,6 +56,11 @@ def check_autoencoder_run(cfg: AutoencoderRunConfig) -> None:
         (cfg.data.size % m.factor == 0, f"data.size {cfg.data.size} must be divisible by the factor {m.factor}"),
         (cfg.steps >= 1 and cfg.clips_per_step >= 1, "steps and clips_per_step must be >= 1"),
         (1 <= cfg.frames_per_clip <= cfg.data.num_frames, "frames_per_clip must be in 1..data.num_frames"),
+        (all(0 <= i < len(m.channel_mults) - 1 for i in m.temporal_levels)
+         and len(set(m.temporal_levels)) == len(m.temporal_levels),
+         f"model.temporal_levels must be distinct levels in 0..{len(m.channel_mults) - 2} (each halves the frames)"),
+        (cfg.frames_per_clip % m.time_factor == 0 and cfg.data.num_frames % m.time_factor == 0,
+         f"frames_per_clip and data.num_frames must be divisible by the time factor {m.time_factor}"),
         (cfg.lr > 0 and m.latent_noise >= 0, "lr must be > 0 and model.latent_noise >= 0"),
         (cfg.warmup_steps >= 0 and cfg.lr_decay in ("constant", "cosine"),
          "warmup_steps must be >= 0 and lr_decay constant or cosine"),
@@ -63,6 +68,13 @@ def check_autoencoder_run(cfg: AutoencoderRunConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+
+
+def _frames(num_frames: int, cfg: AutoencoderRunConfig, rng: np.random.Generator) -> np.ndarray:
+    """The frames of a clip that one step trains on: any, or a contiguous window for a temporal autoencoder."""
+    if cfg.model.time_factor == 1:
+        return rng.choice(num_frames, cfg.frames_per_clip, replace=False)
+    return int(rng.integers(0, num_frames - cfg.frames_per_clip + 1)) + np.arange(cfg.frames_per_clip)
 
 
 def train_autoencoder(cfg: AutoencoderRunConfig, out: str | Path, progress: bool = True) -> dict:
@@ -84,7 +96,7 @@ def train_autoencoder(cfg: AutoencoderRunConfig, out: str | Path, progress: bool
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
         clips = [dataset[int(i)]["video"] for i in rng.integers(0, len(dataset), cfg.clips_per_step)]
-        frames = torch.stack([c[:, rng.choice(c.shape[1], cfg.frames_per_clip, replace=False)] for c in clips])
+        frames = torch.stack([c[:, _frames(c.shape[1], cfg, rng)] for c in clips])  # (B, C, f, H, W)
         std = torch.rand(frames.shape[0]) * cfg.model.latent_noise  # (B,)
         recon = ae(frames, std)  # (B, C, f, H, W)
         mse = (recon - frames).pow(2).mean()
