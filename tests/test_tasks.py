@@ -6,7 +6,7 @@ import torch
 
 from vidiff import VideoPipeline, tasks
 from vidiff.cli import main
-from vidiff.diffusion.guidance import reconstruction_guidance, replacement
+from vidiff.diffusion.guidance import decoded_reconstruction_guidance, reconstruction_guidance, replacement
 from vidiff.diffusion.masks import conditioning_channels, frames_mask, random_training_masks
 from vidiff.errors import ConfigError, VidiffError
 
@@ -127,6 +127,30 @@ def test_guidance_weight_zero_is_replacement():
     assert torch.allclose(a[0], b[0]) and torch.allclose(a[1], b[1], atol=1e-5)
     assert torch.equal(c[0][:, :, 0], known[:, :, 0])  # known frame exact
     assert not torch.allclose(c[0][:, :, 1:], a[0][:, :, 1:])  # guidance moved the unknown frames
+
+
+def test_decoded_reconstruction_guidance_matches_its_formula():
+    """With a linear network x0(z) = c z and a decoder that doubles each latent frame, the guided estimate is
+    x0 + w sqrt(a) c D^T(m (known - D x0)) (the gradient of the squared error, by hand)."""
+    from vidiff.diffusion import make_alphas_cumprod
+
+    c, w = 0.5, 3.0
+    ac = make_alphas_cumprod("cosine", 50)
+
+    def den(x, t):
+        return c * x, torch.zeros_like(x)
+
+    den.alphas_cumprod = ac
+    decode = lambda z: z.repeat_interleave(2, dim=2)  # noqa: E731  (B, C, F, H, W) -> (B, C, 2F, H, W)
+    z, known = torch.randn(1, 3, 2, 4, 4), torch.randn(1, 3, 4, 4, 4)
+    mask = frames_mask([0, 3], 4)
+    t = torch.tensor([20])
+    x0, eps = decoded_reconstruction_guidance(den, decode, known, mask, w)(z, t)
+    r = mask * (known - decode(c * z))  # (1, 3, 4, 4, 4)
+    back = r[:, :, 0::2] + r[:, :, 1::2]  # D^T: each latent frame gathers its two pixel frames
+    expected = c * z + w * ac[20].sqrt() * c * back
+    torch.testing.assert_close(x0, expected)
+    torch.testing.assert_close(eps, (z - ac[20].sqrt() * x0) / (1 - ac[20]).sqrt())
 
 
 class _AnalyticDenoiser:
