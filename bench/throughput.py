@@ -83,9 +83,9 @@ def time_steps(step, steps: int, mean: bool = False) -> tuple[int, float]:
 
 def demo_training_step(overrides: list[str], batch: int | None = None):
     """The demo config with `overrides`, its denoiser, and one AdamW training step on a fixed batch of `batch`
-    built-in shapes clips (None: the config's train.batch_size): returns (denoiser, step, batch as the network sees it), step(p_self)
-    running one step with that self-conditioning probability; a latent config (model.autoencoder) encodes the
-    batch in every step, as training does. Shared by this script and step_ratio.py."""
+    built-in shapes clips (None: the config's train.batch_size): returns (denoiser, step, batch as the network sees
+    it), step(p_self) running one step with that self-conditioning probability; a latent config (model.autoencoder)
+    encodes the batch in every step, as training does. Shared by this script and step_ratio.py."""
     import torch
 
     from vidiff.build import build_autoencoder, build_denoiser
@@ -100,25 +100,23 @@ def demo_training_step(overrides: list[str], batch: int | None = None):
     opt = torch.optim.AdamW(den.net.parameters(), lr=1e-3)
     ds = BouncingShapes(num_frames=cfg.data.num_frames, size=cfg.data.size)
     x0 = torch.stack([ds[i]["video"] for i in range(batch)])  # (B, C, F, H, W)
-
     ae = build_autoencoder(cfg)
+
+    def encode(video):  # pixels, or a latent config's (B, L, F/t, H/f, W/f) latents
+        if ae is None:
+            return video
+        with torch.no_grad():
+            return ae.encode(video)
 
     def step(p_self: float = 0.5):
         t = torch.randint(0, den.num_timesteps, (batch,))
-        x = x0
-        if ae is not None:
-            with torch.no_grad():
-                x = ae.encode(x0)  # (B, L, F/t, H/f, W/f)
+        x = encode(x0)
         loss = den.loss(x, t, torch.randn_like(x), self_condition_prob=p_self).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
 
-    seen = x0
-    if ae is not None:
-        with torch.no_grad():
-            seen = ae.encode(x0)  # what the network sees
-    return den, step, seen
+    return den, step, encode(x0)
 
 
 def child_vidiff(name: str, batch: int, steps: int, sample_steps: int) -> dict:

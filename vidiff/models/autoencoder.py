@@ -58,6 +58,7 @@ class _Block(nn.Module):
         self.body = nn.Sequential(group_norm(cin), nn.SiLU(), nn.Conv2d(cin, cout, 3, padding=1),
                                   group_norm(cout), nn.SiLU(), nn.Conv2d(cout, cout, 3, padding=1))
         self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+        self.time = None
         if temporal:
             self.time = nn.Sequential(group_norm(cout), nn.SiLU(), nn.Conv3d(cout, cout, (3, 1, 1), padding=(1, 0, 0)))
             nn.init.zeros_(self.time[-1].weight)
@@ -65,7 +66,7 @@ class _Block(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, Cin, F, H, W) -> (B, Cout, F, H, W)
         x = _fold(lambda y: self.skip(y) + self.body(y), x)
-        return x + self.time(x) if hasattr(self, "time") else x
+        return x if self.time is None else x + self.time(x)
 
 
 class _Upsample(nn.Module):

@@ -18,6 +18,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from vidiff.build import sample_shape
 from vidiff.diffusion import sample
 from vidiff.config import DEFAULT_GUIDANCE
 from vidiff.diffusion.guidance import (classifier_free_guidance, decoded_reconstruction_guidance,
@@ -136,8 +137,9 @@ def conditional_sample(pipe, known: torch.Tensor, mask: torch.Tensor, method: st
         if in_pixels and method not in ("auto", "reconstruction"):
             raise VidiffError(f"this model works on autoencoder latents that mix known and unknown pixels: only "
                               f"reconstruction guidance can condition it, not {method!r}")
-        with torch.no_grad():
-            known = ae.encode(known)  # (B, L, F/t, H/f, W/f); a per-frame autoencoder: condition on these latents
+        if not in_pixels:  # whole frames of a per-frame autoencoder: condition on their latents
+            with torch.no_grad():
+                known = ae.encode(known)  # (B, L, F, H/f, W/f)
     if not mask.any():  # nothing known: plain sampling (guided towards `labels` if given)
         denoise = _model_fn(pipe, labels=labels, label_guidance=label_guidance)
     elif in_pixels:
@@ -145,8 +147,9 @@ def conditional_sample(pipe, known: torch.Tensor, mask: torch.Tensor, method: st
                                                   ae.decode, pixels, pixel_mask, guidance_weight)
     else:
         denoise = _denoise_fn(pipe, known, mask, method, guidance_weight, generator, labels, label_guidance)
-    out = sample(denoise, tuple(known.shape), pipe.denoiser.alphas_cumprod, "ddim", num_steps,
-                 generator=generator, device=pipe.device, progress=progress,
+    shape = sample_shape(pipe.config, known.shape[0], ae)  # pixels or latents
+    out = sample(denoise, shape, pipe.denoiser.alphas_cumprod, "ddim", num_steps, generator=generator,
+                 device=pipe.device, progress=progress,
                  noise_correlation=pipe.denoiser.noise_correlation)
     if ae is not None:  # back to pixels; the known frames are the given ones, not their reconstructions
         with torch.no_grad():

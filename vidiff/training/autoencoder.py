@@ -1,4 +1,4 @@
-"""Train a FrameAutoencoder on the frames (or windows of frames) of a dataset: the latent space for latent video diffusion.
+"""Train a FrameAutoencoder on frames (or windows of frames) of a dataset: the latent space of latent diffusion.
 
     vidiff train-autoencoder --out runs/ae key=value ...
 
