@@ -6,7 +6,7 @@ import dataclasses
 
 from vidiff.config import RunConfig
 from vidiff.diffusion import Denoiser
-from vidiff.models import VideoUNet
+from vidiff.models import VideoDiT, VideoUNet
 
 
 def network_config(cfg: RunConfig):
@@ -46,7 +46,7 @@ def sample_shape(cfg: RunConfig, n: int, autoencoder=None) -> tuple[int, ...]:
 
 
 def build_denoiser(cfg: RunConfig) -> Denoiser:
-    net = VideoUNet(network_config(cfg))
+    net = (VideoDiT if cfg.model.architecture == "dit" else VideoUNet)(network_config(cfg))
     return Denoiser(net, schedule=cfg.diffusion.schedule, timesteps=cfg.diffusion.timesteps,
                     objective=cfg.diffusion.objective, min_snr_gamma=cfg.diffusion.min_snr_gamma,
                     shift=cfg.diffusion.shift, noise_correlation=cfg.diffusion.noise_correlation)

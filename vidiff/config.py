@@ -59,7 +59,11 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    channels: int = 32  # channels at the highest resolution
+    # "unet": VideoUNet, a (2+1)D U-Net (vidiff/models/unet.py); "dit": VideoDiT, a transformer over space-time
+    # patches with full space-time attention and adaLN-Zero (vidiff/models/dit.py). A DiT reads channels (its
+    # token width), depth, mlp_ratio, head_dim, patch_size and the conditioning fields; the level fields are U-Net's.
+    architecture: str = "unet"
+    channels: int = 32  # channels at the highest resolution (DiT: the width of every token)
     channel_mults: tuple[int, ...] = (1, 2, 4)  # channel multiplier per resolution level
     blocks_per_level: int = 1  # residual blocks per level on the way down (one more on the way up)
     spatial_attention_levels: tuple[int, ...] = (2,)  # levels (0 = full resolution) with spatial self-attention
@@ -67,6 +71,8 @@ class ModelConfig:
     spacetime_attention_levels: tuple[int, ...] = ()  # levels with full space-time attention instead of both above
     temporal_downsample_levels: tuple[int, ...] = ()  # levels after which the frames are halved too (F -> F/2)
     head_dim: int = 32  # channels per attention head
+    depth: int = 8  # DiT: transformer blocks
+    mlp_ratio: float = 4.0  # DiT: hidden width of each block's MLP, as a multiple of channels
     temporal_conv: str = "factorized"  # "factorized" (2+1)D, "full" 3x3x3, or "none" (attention only)
     temporal_init: str = "random"  # "identity": factorized temporal convs start as the identity (Make-A-Video)
     patch_size: int = 1  # fold p x p pixels into channels at the input (space-to-depth) and unfold at the output
@@ -344,6 +350,13 @@ def validate_run(cfg: RunConfig) -> None:
          f"model.num_labels={len(d.classes)} (got {m.num_labels} for {d.dataset!r})"),
         (len(set(d.classes)) == len(d.classes) and all(d.classes), "data.classes must be distinct, non-empty names"),
         (m.channels >= 4, "model.channels must be >= 4"),
+        (m.architecture in ("unet", "dit"), "model.architecture must be unet or dit"),
+        (m.architecture != "dit" or (m.depth >= 1 and m.mlp_ratio > 0 and m.pixel_channels == 0
+                                     and not m.temporal_downsample_levels),
+         "a DiT (model.architecture=dit) needs depth >= 1 and mlp_ratio > 0, and takes no pixel_channels or "
+         "temporal_downsample_levels"),
+        (m.architecture != "dit" or (m.channels % m.head_dim == 0 and m.head_dim % 2 == 0),
+         f"a DiT's model.channels ({m.channels}) must be a multiple of model.head_dim ({m.head_dim}), itself even"),
         (len(m.channel_mults) >= 1 and all(x >= 1 for x in m.channel_mults), "model.channel_mults must be positive"),
         (m.blocks_per_level >= 1, "model.blocks_per_level must be >= 1"),
         (m.temporal_conv in ("factorized", "full", "none"), "model.temporal_conv must be factorized, full or none"),
@@ -393,13 +406,13 @@ def validate_run(cfg: RunConfig) -> None:
         elif m.num_labels != len(LABELS):
             checks.append((False, f"model.num_labels must be {len(LABELS)} for shapes (one per colour and shape), "
                                   f"got {m.num_labels}"))
-    levels = len(m.channel_mults)
+    levels = len(m.channel_mults) if m.architecture == "unet" else 1
     factor = m.patch_size * 2 ** (levels - 1)
     if m.pixel_channels < 0:
         checks.append((False, f"model.pixel_channels must be >= 0, got {m.pixel_channels}"))
     if m.patch_size < 1 or d.size % factor != 0:
         checks.append((False, f"data.size {d.size} must be divisible by patch_size * 2^(levels-1) = {factor}"))
-    frame_factor = 2 ** len(m.temporal_downsample_levels)
+    frame_factor = 2 ** len(m.temporal_downsample_levels) if m.architecture == "unet" else 1
     if t.short_clip_frames and t.short_clip_frames % frame_factor:
         checks.append((False, f"train.short_clip_frames {t.short_clip_frames} must be divisible by "
                               f"2^len(model.temporal_downsample_levels) = {frame_factor}"))

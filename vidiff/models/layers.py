@@ -104,6 +104,28 @@ def rotary_axes(x: torch.Tensor, positions: torch.Tensor, base: float = 10_000.0
     return torch.cat([rotary(part, positions[:, i], base) for i, part in enumerate(parts)], dim=-1)
 
 
+def rotary_axes_tables(positions: torch.Tensor, dim: int, base: float = 10_000.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin tables (L, dim) of `rotary_axes` for positions (L, 3), computed once for many layers:
+    `apply_rotary(x, cos, sin)` then equals `rotary_axes(x, positions, base)` for x (..., L, dim), dim even."""
+    if dim % 2:
+        raise ValueError(f"rotary tables need an even head width, got {dim}")
+    dr = 2 * (dim // 8)
+    cos, sin = [], []
+    for d, pos in zip([dim - 2 * dr, dr, dr], positions.unbind(1)):  # every part even
+        freqs = base ** (-torch.arange(0, d, 2, device=positions.device, dtype=torch.float32) / d)
+        angles = (pos.float()[:, None] * freqs[None]).repeat_interleave(2, dim=1)  # (L, d): pairs share an angle
+        cos.append(angles.cos())
+        sin.append(angles.sin())
+    return torch.cat(cos, dim=1), torch.cat(sin, dim=1)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate x (..., L, D) by the tables of `rotary_axes_tables`: pairs (2i, 2i+1) turn by their angle."""
+    pairs = x.unflatten(-1, (-1, 2))  # (..., L, D/2, 2)
+    turned = torch.stack([-pairs[..., 1], pairs[..., 0]], dim=-1).flatten(-2)  # (..., L, D)
+    return x * cos.to(x.dtype) + turned * sin.to(x.dtype)
+
+
 class _Attention(nn.Module):
     """Multi-head self-attention over a token axis, computed with scaled_dot_product_attention."""
 
