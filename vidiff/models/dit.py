@@ -22,7 +22,7 @@ from einops import rearrange
 from torch import nn
 
 from vidiff.config import ModelConfig
-from vidiff.models.layers import apply_rotary, rotary_axes_tables, timestep_embedding
+from vidiff.models.layers import add_labels, apply_rotary, rotary_axes_tables, stack_inputs, timestep_embedding
 
 
 def _modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -71,6 +71,7 @@ class VideoDiT(nn.Module):
         if cfg.num_labels:  # one learned vector per label, summed over a clip's labels into the timestep embedding
             self.label_emb = nn.Embedding(cfg.num_labels, D)
         self.blocks = nn.ModuleList(DiTBlock(D, cfg.head_dim, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.depth))
+        self.head_width = D // max(1, D // cfg.head_dim)  # the width of one attention head, for the rotary tables
         self.norm_out = nn.LayerNorm(D, elementwise_affine=False, eps=1e-6)
         self.ada_out = nn.Linear(D, 2 * D)
         self.out = nn.Linear(D, cfg.in_channels * p * p)
@@ -84,26 +85,17 @@ class VideoDiT(nn.Module):
         # x_self: (B, C, F, H, W) previous x0 estimate or None (zeros),
         # labels: (B, L) long label indices, -1 for none, or None (unconditional) -> (B, C, F, H, W)
         cfg, p = self.config, self.config.patch_size
-        B, _, Fr, H, W = x.shape
+        Fr, H, W = x.shape[2:]
         if H % p or W % p:
             raise ValueError(f"height and width must be divisible by the patch size {p}, got {H}x{W}")
-        if cfg.self_condition:
-            x = torch.cat([x, torch.zeros_like(x) if x_self is None else x_self.to(x.dtype)], dim=1)
-        if cfg.cond_channels:
-            if cond is None:
-                raise ValueError(f"this model needs {cfg.cond_channels} conditioning channels")
-            x = torch.cat([x, cond.to(x.dtype)], dim=1)
+        x = stack_inputs(cfg, x, cond, x_self)  # (B, cin, F, H, W)
         emb = self.time_mlp(timestep_embedding(c_noise, cfg.channels).to(x.dtype))  # (B, D)
-        if labels is not None and cfg.num_labels:
-            if labels.ndim != 2 or labels.shape[0] != B:
-                raise ValueError(f"labels must be (batch, slots) = ({B}, ...), got {tuple(labels.shape)}")
-            present = (labels >= 0).unsqueeze(-1).to(emb.dtype)  # (B, L, 1)
-            emb = emb + (self.label_emb(labels.clamp(min=0)).to(emb.dtype) * present).sum(1)  # (B, D)
+        emb = add_labels(emb, labels, getattr(self, "label_emb", None))  # (B, D)
 
         h, w = H // p, W // p
         tokens = rearrange(self.patch(x), "b d f h w -> b (f h w) d")  # (B, F*h*w, D)
         positions = torch.cartesian_prod(*(torch.arange(n, device=x.device) for n in (Fr, h, w)))  # (F*h*w, 3)
-        rope = rotary_axes_tables(positions, cfg.channels // self.blocks[0].heads if self.blocks else 0)
+        rope = rotary_axes_tables(positions, self.head_width)
         for block in self.blocks:
             tokens = block(tokens, emb, rope)
         shift, scale = self.ada_out(F.silu(emb)).chunk(2, dim=1)

@@ -83,6 +83,29 @@ class ResBlock(nn.Module):
         return self.skip(x) + h
 
 
+def stack_inputs(cfg, x: torch.Tensor, cond: torch.Tensor | None, x_self: torch.Tensor | None) -> torch.Tensor:
+    """What a denoiser network reads, concatenated on channels: x_t (B, C, F, H, W), then the previous x0 estimate of
+    a self-conditioned model (zeros when None), then cfg.cond_channels conditioning channels."""
+    if cfg.self_condition:
+        x = torch.cat([x, torch.zeros_like(x) if x_self is None else x_self.to(x.dtype)], dim=1)
+    if cfg.cond_channels:
+        if cond is None:
+            raise ValueError(f"this model needs {cfg.cond_channels} conditioning channels")
+        x = torch.cat([x, cond.to(x.dtype)], dim=1)
+    return x
+
+
+def add_labels(emb: torch.Tensor, labels: torch.Tensor | None, table: nn.Embedding | None) -> torch.Tensor:
+    """emb (B, E) plus the sum of the embeddings of each clip's labels (B, L), -1 for none; unchanged without
+    labels or a label table (unconditional)."""
+    if labels is None or table is None:
+        return emb
+    if labels.ndim != 2 or labels.shape[0] != emb.shape[0]:  # (values are checked where they come in: no sync)
+        raise ValueError(f"labels must be (batch, slots) = ({emb.shape[0]}, ...), got {tuple(labels.shape)}")
+    present = (labels >= 0).unsqueeze(-1).to(emb.dtype)  # (B, L, 1)
+    return emb + (table(labels.clamp(min=0)).to(emb.dtype) * present).sum(1)  # (B, E)
+
+
 def rotary(x: torch.Tensor, positions: torch.Tensor, base: float = 10_000.0) -> torch.Tensor:
     """Rotary position embedding (Su et al. 2021) on the last dim of x (..., L, D) for positions (L,)."""
     d = x.shape[-1] // 2 * 2

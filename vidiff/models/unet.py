@@ -15,7 +15,8 @@ from torch import nn
 
 from vidiff.config import ModelConfig
 from vidiff.models.layers import (Downsample, ResBlock, SpaceTimeAttention, SpaceTimeConv, SpatialAttention,
-                                  TemporalAttention, Upsample, group_norm, timestep_embedding, zero_module)
+                                  TemporalAttention, Upsample, add_labels, group_norm, stack_inputs, timestep_embedding,
+                                  zero_module)
 
 
 def _attention(channels: int, cfg: ModelConfig, level: int) -> list[nn.Module]:
@@ -109,18 +110,9 @@ class VideoUNet(nn.Module):
         # x: (B, C, F, H, W), c_noise: (B,), cond: (B, cond_channels, F, H, W) or None,
         # x_self: (B, C, F, H, W) previous x0 estimate or None (zeros),
         # labels: (B, L) long label indices, -1 for none, or None (no labels: unconditional) -> (B, C, F, H, W)
-        if self.config.self_condition:
-            x = torch.cat([x, torch.zeros_like(x) if x_self is None else x_self.to(x.dtype)], dim=1)
-        if self.config.cond_channels:
-            if cond is None:
-                raise ValueError(f"this model needs {self.config.cond_channels} conditioning channels")
-            x = torch.cat([x, cond.to(x.dtype)], dim=1)
+        x = stack_inputs(self.config, x, cond, x_self)  # (B, C', F, H, W)
         emb = self.time_mlp(timestep_embedding(c_noise, self.config.channels).to(x.dtype))  # (B, E)
-        if labels is not None and self.config.num_labels:
-            if labels.ndim != 2 or labels.shape[0] != x.shape[0]:  # (values are checked where they come in: no sync)
-                raise ValueError(f"labels must be (batch, slots) = ({x.shape[0]}, ...), got {tuple(labels.shape)}")
-            present = (labels >= 0).unsqueeze(-1).to(emb.dtype)  # (B, L, 1)
-            emb = emb + (self.label_emb(labels.clamp(min=0)).to(emb.dtype) * present).sum(1)  # (B, E)
+        emb = add_labels(emb, labels, getattr(self, "label_emb", None))  # (B, E)
 
         p = self.config.patch_size
         H, W = x.shape[-2:]
