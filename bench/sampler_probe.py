@@ -63,6 +63,7 @@ def main() -> None:
     p.add_argument("--motion-boost-above", type=int, default=0, metavar="T")
     p.add_argument("--grid", metavar="PNG", help="also write the first 8 samples as a frame grid (a row per video)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="cpu, cuda, auto, ...: where the sampler runs (x_T is drawn on the CPU)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     from sample_checks import colour_drift, colour_share_text, motion, objects_per_clip, persistence, profile_text
@@ -75,6 +76,7 @@ def main() -> None:
     from vidiff.evaluation.metrics import object_motion
     from vidiff.pipeline import resolve_run
     from vidiff.training.checkpoint import checkpoint_ema_weights, load_into, load_tensors
+    from vidiff.training.loop import resolve_device
 
     try:
         run = resolve_run(args.run)
@@ -82,6 +84,7 @@ def main() -> None:
         dn = build_denoiser(cfg).eval()
         weights = run / "model.safetensors" if args.checkpoint is None else checkpoint_ema_weights(run, args.checkpoint)
         load_into(dn.net, load_tensors(weights), str(weights))
+        device = resolve_device(args.device)
     except VidiffError as e:
         sys.exit(f"error: {e}")
 
@@ -90,7 +93,10 @@ def main() -> None:
 
     autoencoder = build_autoencoder(cfg)  # latent runs: sample latents, decode them to pixels
     shape = sample_shape(cfg, args.num, autoencoder)
-    x_T = video_noise(shape, dn.noise_correlation, g, "cpu")
+    x_T = video_noise(shape, dn.noise_correlation, g, "cpu").to(device)
+    dn = dn.to(device)
+    if autoencoder is not None:
+        autoencoder = autoencoder.to(device)
     lam = args.eps_scale
 
     def denoise(x, t, labels=None, **kw):
@@ -113,7 +119,7 @@ def main() -> None:
         from vidiff.diffusion.guidance import classifier_free_guidance
         from vidiff.pipeline import VideoPipeline
 
-        labels = VideoPipeline(dn, cfg, torch.device("cpu")).dataset_labels(args.num, args.seed)
+        labels = VideoPipeline(dn, cfg, device).dataset_labels(args.num, args.seed).to(device)
         fn = classifier_free_guidance(denoise, labels, args.guidance, max_t=args.guidance_below)
         guided = f", guidance {args.guidance:g}" + (
             f" at t <= {args.guidance_below}" if args.guidance_below is not None else "")
@@ -164,6 +170,7 @@ def main() -> None:
                    x_T=x_T, noise_correlation=dn.noise_correlation)
         if autoencoder is not None:
             v = autoencoder.decode(v).clamp(-1, 1)
+        v = v.float().cpu()
     if args.grid:
         import numpy as np
 
@@ -189,7 +196,7 @@ def main() -> None:
 
         ev = build_dataset(cfg.data, "eval")
         n = min(256, len(ev))
-        print(asked_text(v, labels, torch.stack([ev[i]["video"] for i in range(n)]),
+        print(asked_text(v, labels.cpu(), torch.stack([ev[i]["video"] for i in range(n)]),
                          torch.stack([ev.labels(i) for i in range(n)])))
 
 

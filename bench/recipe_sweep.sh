@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Train the demo recipe (and variants) for a fixed number of steps over several seeds at once, and score each run
+# with bench/sampler_probe.py. Meant for a GPU, where a demo-sized run takes a minute instead of ten; on a CPU
+# give it tiny numbers (STEPS=2 NUM=2 PSTEPS=2) to check it.
+#
+#   OUT=results STEPS=774 SEEDS="0 1 2 3" VARIANTS="scratch img" IMG=path/to/image_model bash bench/recipe_sweep.sh
+#
+# Variants: scratch (the demo preset), img (the preset from the image model IMG: train.init_from), img-lr1e-3
+# (the same at half the learning rate). Each run's probe goes to $OUT/probes/VARIANT-sSEED.txt, and a one-line
+# summary per run (persistence, colour drift, speed, colours right, shape right) to $OUT/summary.txt.
+set -u
+OUT=${OUT:-runs/sweep}; STEPS=${STEPS:-774}; SEEDS=${SEEDS:-"0 1 2 3"}; VARIANTS=${VARIANTS:-"scratch img"}
+NUM=${NUM:-48}; PSTEPS=${PSTEPS:-100}; DEVICE=${DEVICE:-auto}; THREADS=${THREADS:-2}; IMG=${IMG:-}
+RUNS=${RUNS:-$OUT/runs}
+mkdir -p "$OUT/probes" "$RUNS"
+one() {  # variant seed
+    local v=$1 s=$2 extra=""
+    case $v in
+        scratch) ;;
+        img) extra="train.init_from=$IMG" ;;
+        img-lr1e-3) extra="train.init_from=$IMG train.lr=1e-3" ;;
+        *) echo "unknown variant $v"; return 1 ;;
+    esac
+    local run=$RUNS/$v-s$s
+    python -m vidiff train demo --out "$run" train.seed=$s train.steps=$STEPS train.time_budget_minutes=null \
+        train.threads=$THREADS train.device=$DEVICE $extra > "$run.log" 2>&1 || { echo "$v s$s: training failed"; tail -3 "$run.log"; return 1; }
+    python bench/sampler_probe.py "$run" --num $NUM --steps $PSTEPS --threads $THREADS --device $DEVICE \
+        --grid "$OUT/probes/$v-s$s.png" > "$OUT/probes/$v-s$s.txt" 2>&1 || { echo "$v s$s: probe failed"; tail -3 "$OUT/probes/$v-s$s.txt"; return 1; }
+    python - "$OUT/probes/$v-s$s.txt" "$run" "$v" "$s" >> "$OUT/summary.txt" <<'PY'
+import json, re, sys
+text = open(sys.argv[1]).read()
+num = lambda pat: (re.search(pat, text) or [None, "nan"])[1]
+summary = json.load(open(sys.argv[2] + "/train_summary.json"))
+loss = [float(l.split(",")[1]) for l in open(sys.argv[2] + "/loss.csv").read().split("\n")[1:] if l]
+tail = sum(loss[-75:]) / max(1, len(loss[-75:]))
+pers, drift, speed = num(r"persistence ([\d.]+)"), num(r"colour drift ([\d.]+)"), num(r"speed ([\d.]+);")
+colours, shape = num(r"colours exactly right ([\d.]+)"), num(r"shape right ([\d.]+)")
+print(f"{sys.argv[3]:12s} seed {sys.argv[4]}: persistence {pers} drift {drift} speed {speed} colours {colours} shape {shape} "
+      f"loss(last 75) {tail:.4f} steps {summary['step']} in {summary['seconds']:.0f} s", flush=True)
+PY
+}
+for v in $VARIANTS; do for s in $SEEDS; do one "$v" "$s" & done; done
+wait
+sort "$OUT/summary.txt"
