@@ -217,3 +217,26 @@ def test_init_from_copies_matching_tensors_and_starts_the_rest_fresh(tiny_config
     with pytest.raises(CheckpointError, match="run folder not found"):
         train(tiny_config, tmp_path / "d", progress=False)
     assert not (tmp_path / "d" / "config.json").exists()  # refused before anything was written
+
+
+def test_denoiser_takes_a_wrapped_network_without_asking_its_truth(tiny_config):
+    """torch.compile's wrapper raises on len() (and so on bool()): the denoiser must call it as it is given."""
+    den = build_denoiser(tiny_config)
+
+    class Wrapped(torch.nn.Module):  # stands in for torch._dynamo's OptimizedModule
+        def __init__(self, net):
+            super().__init__()
+            self.inner, self.calls = net, 0
+
+        def __len__(self):
+            raise TypeError("no len()")
+
+        def forward(self, *args, **kwargs):
+            self.calls += 1
+            return self.inner(*args, **kwargs)
+
+    wrapped = Wrapped(den.net)
+    d = tiny_config.data
+    x = torch.randn(2, 3, d.num_frames, d.size, d.size)
+    out = den.predict(x, torch.tensor([3, 500]), net=wrapped)
+    assert wrapped.calls == 1 and torch.equal(out, den.predict(x, torch.tensor([3, 500])))

@@ -96,8 +96,8 @@ class Denoiser(nn.Module):
         # `net` replaces self.net for this call (a DDP- or torch.compile-wrapped copy of it).
         args = (x_t, t.float(), cond) + ((x_self,) if self.self_conditioning else ())
         if labels is not None and self.num_labels:
-            return (net or self.net)(*args, labels=labels)
-        return (net or self.net)(*args)
+            return (self.net if net is None else net)(*args, labels=labels)
+        return (self.net if net is None else net)(*args)
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: Optional[torch.Tensor] = None,
                 x_self: Optional[torch.Tensor] = None, labels: Optional[torch.Tensor] = None):
