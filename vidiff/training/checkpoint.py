@@ -103,7 +103,7 @@ def init_from_weights(module: nn.Module, tensors: dict[str, torch.Tensor], sourc
     if 2 * len(matching) < len(state):
         raise CheckpointError(f"{source} matches only {len(matching)} of this model's {len(state)} tensors by name and "
                               "shape: train.init_from needs a model of the same architecture, or one that differs in a "
-                              "few layers")
+                              "few layers (train.init_from=null trains from random weights)")
     with torch.no_grad():
         for k in matching:
             state[k].copy_(tensors[k].to(state[k].dtype))
