@@ -414,7 +414,7 @@ TINY = ["data.num_frames=4", "data.size=16", "data.max_objects=1", "model.channe
         "model.spatial_attention_levels=[1]", "model.temporal_attention_levels=[1]", "model.head_dim=8",
         "model.spacetime_attention_levels=[]",  # the factorized pair of the older presets
         "model.patch_size=1", "diffusion.timesteps=50", "train.steps=4", "train.batch_size=2",
-        "train.warmup_steps=1", "train.preview_steps=2", "train.time_budget_minutes=null"]
+        "train.warmup_steps=1", "train.preview_steps=2", "train.time_budget_minutes=null", "train.init_from=null"]
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ TINY = ["data.num_frames=4", "data.size=16", "data.max_objects=1", "model.channe
         "model.spatial_attention_levels=[1]", "model.temporal_attention_levels=[1]", "model.head_dim=8",
         "model.spacetime_attention_levels=[]", "model.patch_size=1", "model.pixel_channels=0",
         "model.in_channels=3", "diffusion.timesteps=50", "train.steps=3", "train.batch_size=2",
-        "train.warmup_steps=1", "train.preview_steps=2", "train.time_budget_minutes=null"]
+        "train.warmup_steps=1", "train.preview_steps=2", "train.time_budget_minutes=null", "train.init_from=null"]
 
 
 def test_autoencoder_shapes_and_latent_range():

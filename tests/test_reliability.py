@@ -23,7 +23,8 @@ TINY = ["data.num_frames=4", "data.size=16", "data.max_objects=1", "data.length=
         "model.spacetime_attention_levels=[]",  # the factorized pair of the older presets
         "model.head_dim=8", "model.patch_size=1", "model.dropout=0.1", "diffusion.timesteps=100",
         f"train.steps={STEPS}", "train.batch_size=2", "train.warmup_steps=2", "train.checkpoint_every=1",
-        "train.keep_checkpoints=2", "train.log_every=1", "train.preview_steps=2", "train.time_budget_minutes=null"]
+        "train.keep_checkpoints=2", "train.log_every=1", "train.preview_steps=2", "train.time_budget_minutes=null",
+        "train.init_from=null"]
 
 
 def _cmd(out, *extra):

@@ -34,7 +34,7 @@ TINY = ["data.num_frames=16", "data.size=32", "data.max_objects=2", "model.chann
         "model.spatial_attention_levels=[]", "model.temporal_attention_levels=[1]", "model.head_dim=8",
         "model.spacetime_attention_levels=[]",  # the factorized pair of the older presets
         "model.patch_size=2", "diffusion.timesteps=50", "train.steps=3", "train.batch_size=2", "train.log_every=1",
-        "train.warmup_steps=1", "train.preview_steps=2", "train.time_budget_minutes=null"]
+        "train.warmup_steps=1", "train.preview_steps=2", "train.time_budget_minutes=null", "train.init_from=null"]
 
 
 

@@ -17,7 +17,7 @@ TINY = ["data.num_frames=6", "data.size=16", "data.max_objects=1", "model.channe
         "train.warmup_steps=1", "train.preview_steps=2", "train.time_budget_minutes=null",
         # v objective: a 3-step v network's x0 estimate at low noise is close to its input (x0 = a x_t - s v), which
         # the strength and guidance checks below rely on; a 3-step x0 network's estimate is just its random output.
-        "diffusion.objective=v", "diffusion.noise_correlation=0"]
+        "diffusion.objective=v", "diffusion.noise_correlation=0", "train.init_from=null"]
 
 
 @pytest.fixture(scope="module", params=["unconditional", "masked"])
