@@ -73,6 +73,8 @@ def speed_profile(v: torch.Tensor) -> list[float]:
 
 def profile_text(v: torch.Tensor) -> str:
     s = speed_profile(v)
+    if not s:
+        return "none (single frames)"
     return (f"first / last pair {s[0]:.2f} / {s[-1]:.2f}, the others {sum(s[1:-1]) / max(len(s) - 2, 1):.2f} "
             f"(per pair: {' '.join(f'{x:.2f}' for x in s)})")
 
@@ -108,10 +110,15 @@ def colour_drift(v: torch.Tensor) -> float:
 def asked_text(v: torch.Tensor, labels: torch.Tensor, real: torch.Tensor, real_labels: torch.Tensor) -> str:
     """How often label-conditioned samples show what they were asked for, by the shipped shapes classifier,
     against the same score of real clips with their own labels."""
+    from vidiff.errors import VidiffError
     from vidiff.evaluation.classifier import (asked_attributes, attribute_accuracy, load_shapes_classifier,
                                               predict_attributes)
 
     clf = load_shapes_classifier()
+    try:
+        predict_attributes(clf, v[:1].clamp(-1, 1))
+    except VidiffError as e:  # e.g. an image model's single frames
+        return f"asked labels: not scored ({e})"
     got = attribute_accuracy(predict_attributes(clf, v.clamp(-1, 1)), asked_attributes(labels))
     ref = attribute_accuracy(predict_attributes(clf, real), asked_attributes(real_labels))
     return (f"asked labels: colours exactly right {got['colors']:.3f} (real {ref['colors']:.3f}); "
