@@ -116,10 +116,9 @@ def asked_text(v: torch.Tensor, labels: torch.Tensor, real: torch.Tensor, real_l
 
     clf = load_shapes_classifier()
     try:
-        predict_attributes(clf, v[:1].clamp(-1, 1))
-    except VidiffError as e:  # e.g. an image model's single frames
+        got = attribute_accuracy(predict_attributes(clf, v.clamp(-1, 1)), asked_attributes(labels))
+    except VidiffError as e:  # clips the classifier does not take, e.g. an image model's single frames
         return f"asked labels: not scored ({e})"
-    got = attribute_accuracy(predict_attributes(clf, v.clamp(-1, 1)), asked_attributes(labels))
     ref = attribute_accuracy(predict_attributes(clf, real), asked_attributes(real_labels))
     return (f"asked labels: colours exactly right {got['colors']:.3f} (real {ref['colors']:.3f}); "
             f"asked shape right {got['shape']:.3f} per object (real {ref['shape']:.3f})")

@@ -17,7 +17,9 @@ import numpy as np
 def area_profile(videos: np.ndarray) -> tuple[np.ndarray, float, float]:
     """videos: uint8 (N, F, H, W, 3) -> (mean relative area per frame (F,), mean object share of the pixels,
     share of clips whose last frame's area is over 1.5x the first's)."""
-    area = (videos.max(-1) > 127).sum((2, 3)).astype(np.float64)  # (N, F)
+    from vidiff.evaluation.metrics import centroid_steps
+
+    _, _, area = centroid_steps(videos)  # object pixels per frame (N, F)
     keep = area.mean(1) > 0
     rel = area[keep] / area[keep].mean(1, keepdims=True)
     grows = float((area[keep, -1] > 1.5 * np.maximum(area[keep, 0], 1)).mean())
@@ -25,12 +27,13 @@ def area_profile(videos: np.ndarray) -> tuple[np.ndarray, float, float]:
 
 
 def real_clips(num: int) -> np.ndarray:
+    """`num` held-out clips of the demo's data as uint8 (N, F, H, W, 3), quantised like `vidiff sample`'s output."""
     from vidiff.config import DataConfig
     from vidiff.data import build_dataset
 
     ds = build_dataset(DataConfig(dataset="shapes", num_frames=16, size=32, max_objects=2), "eval")
     vids = [((ds[i]["video"].permute(1, 2, 3, 0).numpy() + 1) * 127.5).round().clip(0, 255) for i in range(num)]
-    return np.stack(vids).astype(np.uint8)  # (N, F, H, W, 3)
+    return np.stack(vids).astype(np.uint8)
 
 
 def main() -> None:
