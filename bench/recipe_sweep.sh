@@ -6,7 +6,8 @@
 #   OUT=results STEPS=774 SEEDS="0 1 2 3" VARIANTS="scratch img" IMG=path/to/image_model bash bench/recipe_sweep.sh
 #
 # Variants: scratch (the demo preset), img (the preset from the image model IMG: train.init_from), img-lr1e-3
-# (the same at half the learning rate). Each run's probe goes to $OUT/probes/VARIANT-sSEED.txt, and a one-line
+# (the same at half the learning rate), img-nc (noise shared half by all frames, diffusion.noise_correlation=0.5,
+# as when PYoCo turns an image model into a video model), img-rep (model.temporal_padding=replicate), img-nc-rep. Each run's probe goes to $OUT/probes/VARIANT-sSEED.txt, and a one-line
 # summary per run (persistence, colour drift, speed, colours right, shape right) to $OUT/summary.txt.
 set -u
 OUT=${OUT:-runs/sweep}; STEPS=${STEPS:-774}; SEEDS=${SEEDS:-"0 1 2 3"}; VARIANTS=${VARIANTS:-"scratch img"}
@@ -19,6 +20,9 @@ one() {  # variant seed
         scratch) ;;
         img) extra="train.init_from=$IMG" ;;
         img-lr1e-3) extra="train.init_from=$IMG train.lr=1e-3" ;;
+        img-nc) extra="train.init_from=$IMG diffusion.noise_correlation=0.5" ;;
+        img-rep) extra="train.init_from=$IMG model.temporal_padding=replicate" ;;
+        img-nc-rep) extra="train.init_from=$IMG diffusion.noise_correlation=0.5 model.temporal_padding=replicate" ;;
         *) echo "unknown variant $v"; return 1 ;;
     esac
     local run=$RUNS/$v-s$s

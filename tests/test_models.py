@@ -204,3 +204,25 @@ def test_identity_temporal_init_starts_as_a_per_frame_image_model():
     assert torch.equal(conv(x2)[:, :, 1:], conv(x)[:, :, 1:])
     random = SpaceTimeConv(3, 8, "factorized")
     assert not torch.equal(random(x2)[:, :, 1], random(x)[:, :, 1])  # the default init mixes neighbouring frames
+
+
+@pytest.mark.parametrize("mode", ["factorized", "full"])
+def test_replicate_temporal_padding_sees_the_edge_frame_beyond_the_clip(mode):
+    # With replicate padding a clip that does not change over time gives the same output in every frame, the end
+    # frames included; zero padding makes the end frames differ from the middle ones. The weights are the same.
+    torch.manual_seed(0)
+    zeros = SpaceTimeConv(C, 6, mode)
+    rep = SpaceTimeConv(C, 6, mode, temporal_padding="replicate")
+    rep.load_state_dict(zeros.state_dict())
+    still = torch.randn(1, C, 1, H, W).expand(1, C, F, H, W)  # (B, C, F, H, W), the same frame F times
+    out = rep(still)
+    assert out.shape == (1, 6, F, H, W)
+    torch.testing.assert_close(out, out[:, :, :1].expand_as(out))
+    assert not torch.allclose(zeros(still)[:, :, 0], zeros(still)[:, :, 2])
+    # inside the clip both paddings agree
+    x = torch.randn(B, C, F, H, W)
+    torch.testing.assert_close(rep(x)[:, :, 1:-1], zeros(x)[:, :, 1:-1])
+    # and a U-Net takes the option from its config (weights of the same names and shapes)
+    cfg = dict(channels=8, channel_mults=(1, 2), spatial_attention_levels=(), temporal_attention_levels=(1,), head_dim=8)
+    a, b = VideoUNet(ModelConfig(**cfg)), VideoUNet(ModelConfig(**cfg, temporal_padding="replicate"))
+    assert a.state_dict().keys() == b.state_dict().keys()

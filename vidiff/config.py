@@ -75,6 +75,7 @@ class ModelConfig:
     mlp_ratio: float = 4.0  # DiT: hidden width of each block's MLP, as a multiple of channels
     temporal_conv: str = "factorized"  # "factorized" (2+1)D, "full" 3x3x3, or "none" (attention only)
     temporal_init: str = "random"  # "identity": factorized temporal convs start as the identity (Make-A-Video)
+    temporal_padding: str = "zeros"  # what temporal convs see beyond a clip's ends: "zeros" or "replicate" (edge frame)
     patch_size: int = 1  # fold p x p pixels into channels at the input (space-to-depth) and unfold at the output
     # Channels of a full-resolution stem and head around a patched U-Net (0: none). The stem's per-pixel features
     # skip the token levels and meet their unfolded output in one residual block at full resolution: the head sees
@@ -361,6 +362,7 @@ def validate_run(cfg: RunConfig) -> None:
         (m.blocks_per_level >= 1, "model.blocks_per_level must be >= 1"),
         (m.temporal_conv in ("factorized", "full", "none"), "model.temporal_conv must be factorized, full or none"),
         (m.temporal_init in ("random", "identity"), "model.temporal_init must be random or identity"),
+        (m.temporal_padding in ("zeros", "replicate"), "model.temporal_padding must be zeros or replicate"),
         (all(0 <= lv < len(m.channel_mults)
              for lv in m.spatial_attention_levels + m.temporal_attention_levels + m.spacetime_attention_levels),
          f"model.spatial_attention_levels {list(m.spatial_attention_levels)}, temporal_attention_levels "

@@ -39,38 +39,49 @@ class SpaceTimeConv(nn.Module):
     (1,3,3) and (3,1,1) kernels: on CPU this beat reshape + Conv2d + Conv1d by ~1.35x (MACHINE-NOTES).
     `identity_init` starts the temporal conv as the identity (centre tap = I), so that the network begins as a
     per-frame image model and learns motion on top of it (Singer et al. 2022, Make-A-Video, sec. 3.2).
+    `temporal_padding` is what the 3 taps see beyond the first and last frame: "zeros", or "replicate" (the edge
+    frame again), which does not tell a clip's end frames apart from its middle ones by a drop in activation.
     """
 
-    def __init__(self, cin: int, cout: int, mode: str = "factorized", identity_init: bool = False):
+    def __init__(self, cin: int, cout: int, mode: str = "factorized", identity_init: bool = False,
+                 temporal_padding: str = "zeros"):
         super().__init__()
         self.mode = mode
+        self.pad_frames = 1 if temporal_padding == "replicate" and mode != "none" else 0  # padded in forward
+        zero_pad = 0 if self.pad_frames else 1  # the conv's own (zero) temporal padding
         if mode == "full":
-            self.spatial = nn.Conv3d(cin, cout, (3, 3, 3), padding=(1, 1, 1))
+            self.spatial = nn.Conv3d(cin, cout, (3, 3, 3), padding=(zero_pad, 1, 1))
             self.temporal = None
         else:
             self.spatial = nn.Conv3d(cin, cout, (1, 3, 3), padding=(0, 1, 1))
-            self.temporal = nn.Conv3d(cout, cout, (3, 1, 1), padding=(1, 0, 0)) if mode == "factorized" else None
+            self.temporal = nn.Conv3d(cout, cout, (3, 1, 1), padding=(zero_pad, 0, 0)) if mode == "factorized" else None
             if self.temporal is not None and identity_init:
                 nn.init.dirac_(self.temporal.weight)  # centre tap = I, the others 0
                 nn.init.zeros_(self.temporal.bias)
 
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, F, H, W) -> (B, C, F + 2, H, W), edge frames repeated
+        return F.pad(x, (0, 0, 0, 0, 1, 1), mode="replicate") if self.pad_frames else x
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, Cin, F, H, W) -> (B, Cout, F, H, W)
+        if self.mode == "full":
+            return self.spatial(self._pad(x))
         x = self.spatial(x)
-        return self.temporal(x) if self.temporal is not None else x
+        return self.temporal(self._pad(x)) if self.temporal is not None else x
 
 
 class ResBlock(nn.Module):
     """GroupNorm-SiLU-conv twice with the timestep embedding as scale and shift (Dhariwal & Nichol 2021, sec. 3)."""
 
     def __init__(self, cin: int, cout: int, emb_dim: int, temporal_conv: str = "factorized", dropout: float = 0.0,
-                 temporal_init: str = "random"):
+                 temporal_init: str = "random", temporal_padding: str = "zeros"):
         super().__init__()
         self.norm1 = group_norm(cin)
-        self.conv1 = SpaceTimeConv(cin, cout, temporal_conv, identity_init=temporal_init == "identity")
+        self.conv1 = SpaceTimeConv(cin, cout, temporal_conv, identity_init=temporal_init == "identity",
+                                   temporal_padding=temporal_padding)
         self.emb = nn.Linear(emb_dim, 2 * cout)
         self.norm2 = group_norm(cout)
         self.dropout = nn.Dropout(dropout)
-        self.conv2 = SpaceTimeConv(cout, cout, temporal_conv)
+        self.conv2 = SpaceTimeConv(cout, cout, temporal_conv, temporal_padding=temporal_padding)
         # Zero only the last conv of the pair: zeroing both would leave each with a zero gradient forever.
         zero_module(self.conv2.temporal if self.conv2.temporal is not None else self.conv2.spatial)
         self.skip = nn.Conv3d(cin, cout, 1) if cin != cout else nn.Identity()

@@ -35,7 +35,8 @@ class _Level(nn.Module):
         super().__init__()
         self.blocks = nn.ModuleList()
         for cin in channels_in:
-            block = ResBlock(cin, cout, emb_dim, cfg.temporal_conv, cfg.dropout, cfg.temporal_init)
+            block = ResBlock(cin, cout, emb_dim, cfg.temporal_conv, cfg.dropout, cfg.temporal_init,
+                             cfg.temporal_padding)
             self.blocks.append(nn.ModuleList([block, *_attention(cout, cfg, level)]))
 
 
@@ -73,14 +74,16 @@ class VideoUNet(nn.Module):
                 self.downsample.append(Downsample(cur, temporal=lv in cfg.temporal_downsample_levels))
                 skips.append(cur)
 
-        self.mid1 = ResBlock(cur, cur, emb_dim, cfg.temporal_conv, cfg.dropout, cfg.temporal_init)
+        self.mid1 = ResBlock(cur, cur, emb_dim, cfg.temporal_conv, cfg.dropout, cfg.temporal_init,
+                             cfg.temporal_padding)
         if len(mults) - 1 in cfg.spacetime_attention_levels:
             self.mid_attention = nn.ModuleList([SpaceTimeAttention(cur, cfg.head_dim)])
         else:  # (the names of the factorized pair are those of older checkpoints)
             self.mid_spatial = SpatialAttention(cur, cfg.head_dim)
             self.mid_temporal = TemporalAttention(cur, cfg.head_dim)
             self.mid_attention = [self.mid_spatial, self.mid_temporal]
-        self.mid2 = ResBlock(cur, cur, emb_dim, cfg.temporal_conv, cfg.dropout, cfg.temporal_init)
+        self.mid2 = ResBlock(cur, cur, emb_dim, cfg.temporal_conv, cfg.dropout, cfg.temporal_init,
+                             cfg.temporal_padding)
 
         # Decoder: nb + 1 blocks per level, each eating one skip connection.
         self.up = nn.ModuleList()
