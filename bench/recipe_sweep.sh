@@ -7,8 +7,9 @@
 #
 # Variants: scratch (the demo preset), img (the preset from the image model IMG: train.init_from), img-lr1e-3
 # (the same at half the learning rate), img-nc (noise shared half by all frames, diffusion.noise_correlation=0.5,
-# as when PYoCo turns an image model into a video model), img-rep (model.temporal_padding=replicate), img-nc-rep. Each run's probe goes to $OUT/probes/VARIANT-sSEED.txt, and a one-line
-# summary per run (persistence, colour drift, speed, colours right, shape right) to $OUT/summary.txt.
+# as when PYoCo turns an image model into a video model), img-rep (model.temporal_padding=replicate), img-nc-rep.
+# Each run's probe goes to $OUT/probes/VARIANT-sSEED.txt, and a one-line summary per run (persistence, colour
+# drift, speed, colours right, shape right) to $OUT/summary.txt.
 set -u
 OUT=${OUT:-runs/sweep}; STEPS=${STEPS:-774}; SEEDS=${SEEDS:-"0 1 2 3"}; VARIANTS=${VARIANTS:-"scratch img"}
 NUM=${NUM:-48}; PSTEPS=${PSTEPS:-100}; DEVICE=${DEVICE:-auto}; THREADS=${THREADS:-2}; IMG=${IMG:-}

@@ -47,8 +47,8 @@ class SpaceTimeConv(nn.Module):
                  temporal_padding: str = "zeros"):
         super().__init__()
         self.mode = mode
-        self.pad_frames = 1 if temporal_padding == "replicate" and mode != "none" else 0  # padded in forward
-        zero_pad = 0 if self.pad_frames else 1  # the conv's own (zero) temporal padding
+        self.replicate = temporal_padding == "replicate" and mode != "none"  # then padded in forward, not by the conv
+        zero_pad = 0 if self.replicate else 1  # the conv's own (zero) temporal padding
         if mode == "full":
             self.spatial = nn.Conv3d(cin, cout, (3, 3, 3), padding=(zero_pad, 1, 1))
             self.temporal = None
@@ -60,7 +60,7 @@ class SpaceTimeConv(nn.Module):
                 nn.init.zeros_(self.temporal.bias)
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, F, H, W) -> (B, C, F + 2, H, W), edge frames repeated
-        return F.pad(x, (0, 0, 0, 0, 1, 1), mode="replicate") if self.pad_frames else x
+        return F.pad(x, (0, 0, 0, 0, 1, 1), mode="replicate") if self.replicate else x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, Cin, F, H, W) -> (B, Cout, F, H, W)
         if self.mode == "full":
