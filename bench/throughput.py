@@ -92,12 +92,14 @@ def demo_training_step(overrides: list[str], batch: int | None = None):
     from vidiff.cli import _config_path
     from vidiff.config import load_config
     from vidiff.data import BouncingShapes
+    from vidiff.training.optim import select_trainable
 
     cfg = load_config(_config_path("demo"), overrides)
     batch = batch or cfg.train.batch_size
     torch.manual_seed(0)
     den = build_denoiser(cfg)
-    opt = torch.optim.AdamW(den.net.parameters(), lr=1e-3)
+    select_trainable(den.net, cfg.train.trainable)  # train.trainable: the rest gets no gradient
+    opt = torch.optim.AdamW([p for p in den.net.parameters() if p.requires_grad], lr=1e-3)
     ds = BouncingShapes(num_frames=cfg.data.num_frames, size=cfg.data.size)
     x0 = torch.stack([ds[i]["video"] for i in range(batch)])  # (B, C, F, H, W)
     ae = build_autoencoder(cfg)

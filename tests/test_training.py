@@ -240,3 +240,33 @@ def test_denoiser_takes_a_wrapped_network_without_asking_its_truth(tiny_config):
     x = torch.randn(2, 3, d.num_frames, d.size, d.size)
     out = den.predict(x, torch.tensor([3, 500]), net=wrapped)
     assert wrapped.calls == 1 and torch.equal(out, den.predict(x, torch.tensor([3, 500])))
+
+
+def test_trainable_freezes_the_rest_and_resumes_exactly(tiny_config, tmp_path, capsys):
+    from vidiff.errors import ConfigError
+
+    train(tiny_config, tmp_path / "a", progress=False)
+    source = load_tensors(tmp_path / "a" / "model.safetensors")
+    tiny_config.train.init_from = str(tmp_path / "a")
+    tiny_config.train.trainable = ("temporal",)
+    train(tiny_config, tmp_path / "full", progress=False)
+    assert "training 38 of 184 tensors" in capsys.readouterr().out
+    trained = load_tensors(checkpoint_dirs(tmp_path / "full")[-1] / "model.safetensors")
+    moved = {k for k in trained if not torch.equal(trained[k], source[k])}
+    assert moved and all("temporal" in k for k in moved)  # only the temporal layers learnt
+    assert any(k.endswith("temporal.weight") for k in moved)
+    assert torch.equal(trained["conv_in.spatial.weight"], source["conv_in.spatial.weight"])
+    # resume: the optimizer holds state for the trainable tensors only, and continues exactly
+    train(tiny_config, tmp_path / "split", progress=False, max_steps=3)
+    train(tiny_config, tmp_path / "split", resume=True, progress=False)
+    for name in ("model.safetensors", "ema.safetensors", "optimizer.safetensors"):
+        a = load_tensors(checkpoint_dirs(tmp_path / "full")[-1] / name)
+        b = load_tensors(checkpoint_dirs(tmp_path / "split")[-1] / name)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    # a pattern that matches nothing, or is not a regular expression: refused before the run folder is written
+    for bad, message in ((("temporal", "nothing_like_this"), "'nothing_like_this' matches none"),
+                         (("(",), "is not a regular expression")):
+        tiny_config.train.trainable = bad
+        with pytest.raises(ConfigError, match=message):
+            train(tiny_config, tmp_path / "bad", progress=False)
+        assert not (tmp_path / "bad" / "config.json").exists()

@@ -143,6 +143,10 @@ class TrainConfig:
     # Fine-tuning: a run folder or shipped model ("shapes32") whose weights start this run. Tensors of the same name
     # and shape are copied, the rest (e.g. layers a changed config adds) start fresh. Ignored when resuming.
     init_from: Optional[str] = None
+    # Train only the parameters whose names match one of these regular expressions (re.search; the rest stay as
+    # init_from left them), e.g. [temporal] for the temporal layers of a network that starts as an image model (as
+    # AnimateDiff trains motion modules beside a frozen image model). Empty: train everything
+    trainable: tuple[str, ...] = ()
     # Label-conditioned models: the probability that a clip's labels are dropped, so that the same network also
     # learns the unconditional model (classifier-free guidance, Ho & Salimans 2022)
     label_dropout: float = 0.1

@@ -69,7 +69,7 @@ from vidiff.io import to_frames, video_grid, write_video
 from vidiff.training.checkpoint import (CONFIG, WEIGHTS, checkpoint_dirs, init_from_weights, latest_good_checkpoint,
                                        load_checkpoint, load_tensors, resolve_run, save_checkpoint)
 from vidiff.training.ema import EMA
-from vidiff.training.optim import build_optimizer
+from vidiff.training.optim import build_optimizer, select_trainable
 
 
 def resolve_device(name: str) -> torch.device:
@@ -156,8 +156,8 @@ def _collate(items: list[dict]) -> dict:
     return batch
 
 
-def prepare_run_dir(cfg: RunConfig, run_dir: Path, resume: bool) -> RunConfig:
-    """Create the run folder and save config.json; on resume, check the saved config agrees."""
+def check_run_dir(cfg: RunConfig, run_dir: Path, resume: bool) -> None:
+    """Before anything is built: a resumed run's saved config must agree, a new run must not overwrite one."""
     cfg_path = run_dir / CONFIG
     if resume:
         if not cfg_path.is_file():
@@ -172,9 +172,6 @@ def prepare_run_dir(cfg: RunConfig, run_dir: Path, resume: bool) -> RunConfig:
             raise CheckpointError(f"cannot resume: {run_dir} has no complete checkpoint")
     elif checkpoint_dirs(run_dir):
         raise CheckpointError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    cfg.save(cfg_path)
-    return cfg
 
 
 def lock_run_dir(run_dir: Path):
@@ -255,7 +252,7 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, max_step
     is_main = rank == 0
     init_source = resolve_run(tc.init_from) if tc.init_from and not resume else None  # (before anything is written)
     if is_main:
-        prepare_run_dir(cfg, run_dir, resume)
+        check_run_dir(cfg, run_dir, resume)
 
     dataset = build_dataset(cfg.data, "train")
     torch.manual_seed(tc.seed)  # the initial weights are a function of the seed (same on every rank)
@@ -269,6 +266,14 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, max_step
         if is_main:
             print(f"initialised from {init_source}" + (f"; {len(fresh)} tensors start fresh ({', '.join(fresh[:4])}"
                                                   f"{', ...' if len(fresh) > 4 else ''})" if fresh else ""))
+    if tc.trainable:
+        count, size = select_trainable(net, tc.trainable)
+        if is_main:
+            print(f"training {count} of {len(list(net.parameters()))} tensors ({size:,} of {net.num_parameters():,} "
+                  f"parameters; train.trainable {list(tc.trainable)}), the rest frozen")
+    if is_main:  # written once the data, the network and its start have been checked
+        run_dir.mkdir(parents=True, exist_ok=True)
+        cfg.save(run_dir / CONFIG)
     ema = EMA(net, tc.ema_decay)
     optimizer = build_optimizer(net, tc)
 

@@ -13,9 +13,12 @@ AdamW group (tests/test_optim.py).
 from __future__ import annotations
 
 import math
+import re
 
 import torch
 from torch import nn
+
+from ..errors import ConfigError
 
 # Quintic Newton-Schulz coefficients (Jordan et al. 2024), the same as torch.optim.Muon's defaults
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
@@ -98,6 +101,8 @@ def muon_groups(net: nn.Module) -> list[dict]:
     embeddings = {id(m.weight) for m in net.modules() if isinstance(m, nn.Embedding)}
     hidden, rest = [], []
     for name, p in net.named_parameters():
+        if not p.requires_grad:
+            continue
         if p.ndim >= 2 and id(p) not in embeddings and not name.startswith(IO_LAYERS):
             hidden.append(p)
         else:
@@ -105,8 +110,32 @@ def muon_groups(net: nn.Module) -> list[dict]:
     return [{"params": hidden, "muon": True}, {"params": rest, "muon": False}]
 
 
+def select_trainable(net: nn.Module, patterns: tuple[str, ...] | list[str]) -> tuple[int, int]:
+    """Freeze every parameter whose name matches none of `patterns` (regular expressions, `re.search`: "temporal"
+    matches any name containing it); no patterns trains everything. Returns (trainable tensors, trainable
+    parameters). A pattern that matches no parameter is an error, not a silently frozen network."""
+    if not patterns:
+        return sum(1 for _ in net.parameters()), sum(p.numel() for p in net.parameters())
+    try:
+        compiled = [re.compile(pat) for pat in patterns]
+    except re.error as e:
+        raise ConfigError(f"train.trainable: {e.pattern!r} is not a regular expression ({e})") from None
+    names = [name for name, _ in net.named_parameters()]
+    for pat, rx in zip(patterns, compiled):
+        if not any(rx.search(n) for n in names):
+            raise ConfigError(f"train.trainable: {pat!r} matches none of the network's {len(names)} parameter names "
+                              f"(e.g. {names[0]!r}, {names[len(names) // 2]!r})")
+    count = size = 0
+    for name, p in net.named_parameters():
+        p.requires_grad_(any(rx.search(name) for rx in compiled))
+        count += p.requires_grad
+        size += p.numel() if p.requires_grad else 0
+    return count, size
+
+
 def build_optimizer(net: nn.Module, tc) -> torch.optim.Optimizer:
     """The optimizer `train.optimizer` names, at lr `train.lr` (the schedule sets it every step)."""
     if tc.optimizer == "muon":
         return MuonAdamW(muon_groups(net), lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.9, 0.99))
-    return torch.optim.AdamW(net.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.9, 0.99))
+    params = [p for p in net.parameters() if p.requires_grad]
+    return torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.9, 0.99))
