@@ -276,3 +276,23 @@ def test_sample_with_motion_boost(tmp_path, capsys):
     assert "motion boost 0.3" in capsys.readouterr().out and (out / "samples.npy").exists()
     assert main(["sample", str(run), "--num", "1", "--steps", "3", "--motion-boost", "-1", "--quiet"]) == 2
     assert "motion boost must be >= 0" in capsys.readouterr().err
+
+
+def test_frame_difference_loss_counts_an_error_that_changes_between_frames_not_one_all_frames_share():
+    x0 = torch.zeros(2, 3, 4, 4, 4)
+    t = torch.tensor([10, 500])
+    shared = torch.full_like(x0, 0.5)  # the same error in every frame
+    pulsing = shared.clone()
+    pulsing[:, :, 1::2] = -0.5  # as large an error, its sign flipping from frame to frame
+    for pred in (shared, pulsing):
+        plain = Denoiser(lambda x, c, cond=None: pred, objective="x0").loss(x0, t, torch.randn_like(x0))
+        torch.testing.assert_close(plain, torch.full((2,), 0.25))
+    weighted = lambda pred: Denoiser(lambda x, c, cond=None: pred, objective="x0",  # noqa: E731
+                                     frame_difference_weight=0.5).loss(x0, t, torch.randn_like(x0))
+    torch.testing.assert_close(weighted(shared), torch.full((2,), 0.25))
+    torch.testing.assert_close(weighted(pulsing), torch.full((2,), 0.25 + 0.5 * 1.0))  # (0.5 - -0.5)^2 = 1
+    # a loss mask keeps only the pairs of frames that both count
+    mask = torch.zeros(2, 1, 4, 1, 1)
+    mask[:, :, 2:] = 1
+    den = Denoiser(lambda x, c, cond=None: pulsing, objective="x0", frame_difference_weight=0.5)
+    torch.testing.assert_close(den.loss(x0, t, torch.randn_like(x0), loss_mask=mask), torch.full((2,), 0.75))

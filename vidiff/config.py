@@ -105,6 +105,10 @@ class DiffusionConfig:
     timesteps: int = 1000  # number of discrete training timesteps T
     objective: str = "v"  # what the network predicts: "eps", "v" or "x0"
     min_snr_gamma: Optional[float] = 5.0  # min-SNR-gamma loss weighting (Hang et al. 2023); null = plain MSE
+    # Weight of a second loss term on the frame-to-frame differences of the error: the error of frame f+1 minus that
+    # of frame f, squared. An error shared by all frames (an object a little too large) is not counted again; one
+    # that changes from frame to frame (an outline that wobbles, a size that pulses) is. 0 = off
+    frame_difference_weight: float = 0.0
     # Schedule shift s (Hoogeboom et al. 2023, "simple diffusion"): SNR_t -> SNR_t / s^2. s > 1 spends more
     # training and sampling steps at high noise, where redundant data (many similar frames) decide their layout.
     shift: float = 1.0
@@ -383,6 +387,7 @@ def validate_run(cfg: RunConfig) -> None:
         (f.shift > 0, "diffusion.shift must be > 0"),
         (0 <= f.noise_correlation < 1, "diffusion.noise_correlation must be in [0, 1)"),
         (f.min_snr_gamma is None or f.min_snr_gamma > 0, "diffusion.min_snr_gamma must be > 0 or null"),
+        (f.frame_difference_weight >= 0, "diffusion.frame_difference_weight must be >= 0"),
         (t.steps >= 1, "train.steps must be >= 1"),
         (t.batch_size >= 1, "train.batch_size must be >= 1"),
         (t.lr > 0, "train.lr must be > 0"),

@@ -59,6 +59,13 @@ def loss_weight(objective: Objective, snr: torch.Tensor, min_snr_gamma: Optional
     return clipped
 
 
+def _masked_mean(x: torch.Tensor, m: Optional[torch.Tensor]) -> torch.Tensor:
+    """Per-sample mean of x (B, ...) over the elements where m (same shape, or None: all) is 1."""
+    if m is None:
+        return x.flatten(1).mean(1)
+    return (x * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp(min=1)
+
+
 class Denoiser(nn.Module):
     """Wraps a network `net(x_t, c_noise, cond) -> pred` with a discrete schedule and an objective.
 
@@ -67,13 +74,15 @@ class Denoiser(nn.Module):
     """
 
     def __init__(self, net: nn.Module, schedule: str = "cosine", timesteps: int = 1000, objective: str = "v",
-                 min_snr_gamma: Optional[float] = None, shift: float = 1.0, noise_correlation: float = 0.0):
+                 min_snr_gamma: Optional[float] = None, shift: float = 1.0, noise_correlation: float = 0.0,
+                 frame_difference_weight: float = 0.0):
         super().__init__()
         self.net = net
         self.objective = Objective(objective)
         self.min_snr_gamma = min_snr_gamma
         self.num_timesteps = timesteps
         self.noise_correlation = noise_correlation  # frame correlation of the noise (training and sampling)
+        self.frame_difference_weight = frame_difference_weight  # loss on the error's frame-to-frame changes
         self.register_buffer("alphas_cumprod", make_alphas_cumprod(schedule, timesteps, shift), persistent=False)
 
     def alpha_bar(self, t: torch.Tensor) -> torch.Tensor:
@@ -120,12 +129,12 @@ class Denoiser(nn.Module):
                 x_self = to_x0_eps(self.objective, first, x_t.float(), alpha_bar)[0].clamp(-1, 1)
         pred = self.predict(x_t, t, cond, net, x_self, labels=labels).float()
         target = training_target(self.objective, x0, noise, alpha_bar)
-        err = (pred - target) ** 2
-        if loss_mask is None:
-            mse = err.flatten(1).mean(1)
-        else:
-            m = loss_mask.expand_as(err).float()
-            mse = (err * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp(min=1)
+        diff = pred - target  # (B, C, F, H, W)
+        m = None if loss_mask is None else loss_mask.expand_as(diff).float()
+        mse = _masked_mean(diff ** 2, m)
+        if self.frame_difference_weight and diff.shape[2] > 1:  # (B, C, F - 1, H, W): how the error changes
+            m_pairs = None if m is None else m[:, :, 1:] * m[:, :, :-1]
+            mse = mse + self.frame_difference_weight * _masked_mean((diff[:, :, 1:] - diff[:, :, :-1]) ** 2, m_pairs)
         snr = alpha_bar / (1 - alpha_bar)
         return mse * loss_weight(self.objective, snr, self.min_snr_gamma)
 

@@ -165,6 +165,7 @@ def check_run_dir(cfg: RunConfig, run_dir: Path, resume: bool) -> None:
         saved = load_config(cfg_path)
         # The loss weighting is a training choice: a run may continue under another one (fine-tuning).
         saved.diffusion.min_snr_gamma = cfg.diffusion.min_snr_gamma
+        saved.diffusion.frame_difference_weight = cfg.diffusion.frame_difference_weight
         for section in ("data", "model", "diffusion", "masks"):
             if getattr(saved, section) != getattr(cfg, section):
                 raise CheckpointError(f"cannot resume {run_dir}: its '{section}' config differs from the one given")
