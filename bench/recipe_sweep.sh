@@ -10,7 +10,8 @@
 # as when PYoCo turns an image model into a video model), img-rep (model.temporal_padding=replicate), img-nc-rep,
 # img-tmp (only the temporal layers train: train.trainable=[temporal]) and img-tmpattn (the temporal layers and every
 # attention layer), img-fd (a loss on the frame-to-frame differences of the error, diffusion.frame_difference_weight=1)
-# and img-nc-fd; img-11min trains 11/8 of STEPS (an 11-minute budget instead of the demo's 8).
+# and img-nc-fd, img-pf and img-pf25 (half or a quarter of the clips with a noise level per frame,
+# diffusion.per_frame_noise: Diffusion Forcing); img-11min trains 11/8 of STEPS (an 11-minute budget instead of the demo's 8).
 # Each run's probe goes to $OUT/probes/VARIANT-sSEED.txt, and a one-line summary per run (persistence, colour
 # drift, speed, colours right, shape right) to $OUT/summary.txt.
 set -u
@@ -30,6 +31,8 @@ one() {  # variant seed
         img-11min) extra="train.init_from=$IMG train.steps=$(( STEPS * 11 / 8 ))" ;;  # the steps of an 11-minute budget
         img-fd) extra="train.init_from=$IMG diffusion.frame_difference_weight=1" ;;
         img-nc-fd) extra="train.init_from=$IMG diffusion.noise_correlation=0.5 diffusion.frame_difference_weight=1" ;;
+        img-pf) extra="train.init_from=$IMG diffusion.per_frame_noise=0.5" ;;
+        img-pf25) extra="train.init_from=$IMG diffusion.per_frame_noise=0.25" ;;
         img-tmp) extra="train.init_from=$IMG train.trainable=[temporal]" ;;
         img-tmpattn) extra="train.init_from=$IMG train.trainable=[temporal,qkv,proj,\.norm\.]" ;;
         *) echo "unknown variant $v"; return 1 ;;

@@ -61,6 +61,14 @@ def main() -> None:
                    help="push each estimate away from its own mean over frames, x0 += K (x0 - mean over frames), "
                         "at timesteps >= --motion-boost-above (vidiff.diffusion.guidance.motion_boost)")
     p.add_argument("--motion-boost-above", type=int, default=0, metavar="T")
+    p.add_argument("--frame-guidance", type=float, default=0.0, metavar="S",
+                   help="temporal guidance: push each estimate away from a per-frame estimate (every frame "
+                        "denoised alone, as by an image model): x0 += S * (x0(labels) - x0_frames(labels))")
+    p.add_argument("--frame-model", default=None, metavar="RUN",
+                   help="the per-frame model of --frame-guidance (a run or shipped weights, e.g. shapes32-image; "
+                        "default: the same network on one frame at a time)")
+    p.add_argument("--frame-guidance-above", type=int, default=0, metavar="T",
+                   help="apply --frame-guidance only at timesteps >= T")
     p.add_argument("--grid", metavar="PNG", help="also write the first 8 samples as a frame grid (a row per video)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu", help="cpu, cuda, auto, ...: where the sampler runs (x_T is drawn on the CPU)")
@@ -160,6 +168,39 @@ def main() -> None:
         fn.self_conditioning = dn.self_conditioning
         fn.alphas_cumprod, fn.noise_correlation = dn.alphas_cumprod, dn.noise_correlation
         guided += f", skip guidance {s_w:g} ({args.skip_layers}, {len(skipped)} layers)"
+    if args.frame_guidance:
+        fdn = dn
+        if args.frame_model:
+            frun = resolve_run(args.frame_model)
+            fdn = build_denoiser(load_config(frun / "config.json")).eval()
+            load_into(fdn.net, load_tensors(frun / "model.safetensors"), str(frun))
+            fdn = fdn.to(device)
+        base_fn2, f_w = fn, args.frame_guidance
+        lab_f = labels if dn.num_labels else None
+
+        def per_frame(x, t, x_self=None):  # every frame alone: (B, C, F, H, W) -> (B * F, C, 1, H, W) and back
+            B, C, F, H, W = x.shape
+            flat = lambda v: v.permute(0, 2, 1, 3, 4).reshape(B * F, C, 1, H, W)
+            back = lambda v: v.reshape(B, F, C, H, W).permute(0, 2, 1, 3, 4)
+            kw = {"x_self": flat(x_self) if x_self is not None else None} if fdn.self_conditioning else {}
+            if lab_f is not None and fdn.num_labels:
+                kw["labels"] = lab_f.repeat_interleave(F, 0)
+            x0, eps = fdn(flat(x), t.repeat_interleave(F), **kw)
+            return back(x0), back(eps)
+
+        def fn(x, t, x_self=None):
+            x0, eps = base_fn2(x, t, x_self=x_self) if dn.self_conditioning else base_fn2(x, t)
+            if int(t[0]) < args.frame_guidance_above:
+                return x0, eps
+            kw = {"x_self": x_self} if dn.self_conditioning else {}
+            x0_c, eps_c = denoise(x, t, labels=lab_f, **kw)
+            x0_f, eps_f = per_frame(x, t, x_self)
+            return x0 + f_w * (x0_c - x0_f), eps + f_w * (eps_c - eps_f)
+
+        fn.self_conditioning = dn.self_conditioning
+        fn.alphas_cumprod, fn.noise_correlation = dn.alphas_cumprod, dn.noise_correlation
+        guided += (f", frame guidance {f_w:g} ({args.frame_model or 'same network per frame'}"
+                   f"{f', t >= {args.frame_guidance_above}' if args.frame_guidance_above else ''})")
     if args.motion_boost:
         from vidiff.diffusion.guidance import motion_boost
 

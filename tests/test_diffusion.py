@@ -296,3 +296,30 @@ def test_frame_difference_loss_counts_an_error_that_changes_between_frames_not_o
     mask[:, :, 2:] = 1
     den = Denoiser(lambda x, c, cond=None: pulsing, objective="x0", frame_difference_weight=0.5)
     torch.testing.assert_close(den.loss(x0, t, torch.randn_like(x0), loss_mask=mask), torch.full((2,), 0.75))
+
+
+def test_a_noise_level_per_frame_noises_and_weights_each_frame_by_its_own_level():
+    a = make_alphas_cumprod("cosine", 1000).float()
+    x0, noise = torch.rand(2, 3, 4, 4, 4) * 2 - 1, torch.randn(2, 3, 4, 4, 4)
+    t = torch.tensor([[0, 300, 600, 999], [10, 10, 10, 10]])
+    x_t = q_sample(x0, a[t], noise)
+    for b in range(2):
+        for f in range(4):  # frame f of clip b: noised at its own level
+            torch.testing.assert_close(x_t[b, :, f], q_sample(x0[b:b + 1, :, f], a[t[b, f]].expand(1), noise[b:b + 1, :, f])[0])
+    seen = {}
+
+    def net(x, c, cond=None):
+        seen["c"] = c
+        return torch.zeros_like(x)
+
+    # v objective, zero prediction: the loss is the mean of the per-frame target squared
+    den = Denoiser(net, objective="v", min_snr_gamma=None)
+    target = a[t][:, None, :, None, None].sqrt() * noise - (1 - a[t][:, None, :, None, None]).sqrt() * x0
+    torch.testing.assert_close(den.loss(x0, t, noise), target.pow(2).flatten(1).mean(1))
+    assert seen["c"].shape == (2, 4)  # the network got every frame's level
+    # min-SNR: a clip's weight is the mean of its frames' weights; equal levels give the per-clip value
+    den5 = Denoiser(net, objective="v", min_snr_gamma=5.0)
+    torch.testing.assert_close(den5.loss(x0, t[1:], noise[1:]), den5.loss(x0, t[1:, 0], noise[1:]))
+    # and the estimates convert per frame
+    x0_hat, eps_hat = den(x_t, t)
+    torch.testing.assert_close(q_sample(x0_hat, a[t], eps_hat), x_t, atol=1e-5, rtol=1e-5)

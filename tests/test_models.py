@@ -226,3 +226,33 @@ def test_replicate_temporal_padding_sees_the_edge_frame_beyond_the_clip(mode):
     cfg = dict(channels=8, channel_mults=(1, 2), spatial_attention_levels=(), temporal_attention_levels=(1,), head_dim=8)
     a, b = VideoUNet(ModelConfig(**cfg)), VideoUNet(ModelConfig(**cfg, temporal_padding="replicate"))
     assert a.state_dict().keys() == b.state_dict().keys()
+
+
+def test_one_noise_level_per_frame_conditions_each_frame_on_its_own():
+    from vidiff.models.layers import frame_modulation
+
+    m = torch.arange(24.0).reshape(1, 4, 6)  # (B, F0, C)
+    assert frame_modulation(m[:, 0], 4).shape == (1, 6, 1, 1, 1)
+    torch.testing.assert_close(frame_modulation(m, 4)[0, :, :, 0, 0], m[0].T)  # (C, F)
+    torch.testing.assert_close(frame_modulation(m, 2)[0, :, :, 0, 0], (m[0, 0::2] + m[0, 1::2]).T / 2)  # halved frames
+    torch.manual_seed(0)
+    for cfg in (ModelConfig(channels=8, channel_mults=(1, 2), head_dim=8, patch_size=2, pixel_channels=4, num_labels=5),
+                ModelConfig(channels=8, channel_mults=(1, 2, 2), temporal_downsample_levels=(0,), head_dim=8)):
+        net = VideoUNet(cfg)
+        for p in net.parameters():  # every layer active, output layers included
+            torch.nn.init.normal_(p, std=0.2)
+        x, t = torch.randn(2, 3, 4, 16, 16), torch.tensor([30.0, 600.0])
+        labels = torch.tensor([[1, -1], [2, 4]]) if cfg.num_labels else None
+        same = net(x, t[:, None].expand(2, 4), labels=labels)  # (B, F) timesteps, all equal: the per-clip result
+        torch.testing.assert_close(same, net(x, t, labels=labels), atol=1e-5, rtol=1e-5)
+        t_frames = t[:, None].repeat(1, 4)
+        t_frames[:, 3] = 999.0  # one frame much noisier than the others
+        assert not torch.allclose(net(x, t_frames, labels=labels), same, atol=1e-3)
+
+
+def test_the_dit_refuses_a_noise_level_per_frame():
+    from vidiff.models.dit import VideoDiT
+
+    net = VideoDiT(ModelConfig(architecture="dit", channels=16, depth=1, head_dim=8, patch_size=2, pixel_channels=0))
+    with pytest.raises(ValueError, match="one noise level per clip"):
+        net(torch.randn(1, 3, 2, 8, 8), torch.tensor([[1.0, 2.0]]))

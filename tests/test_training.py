@@ -270,3 +270,26 @@ def test_trainable_freezes_the_rest_and_resumes_exactly(tiny_config, tmp_path, c
         with pytest.raises(ConfigError, match=message):
             train(tiny_config, tmp_path / "bad", progress=False)
         assert not (tmp_path / "bad" / "config.json").exists()
+
+
+def test_per_frame_noise_trains_and_resumes_exactly(tiny_config, tmp_path):
+    from vidiff.config import validate_run
+    from vidiff.errors import ConfigError
+
+    tiny_config.diffusion.per_frame_noise = 0.5
+    train(tiny_config, tmp_path / "full", progress=False)
+    train(tiny_config, tmp_path / "split", progress=False, max_steps=3)
+    train(tiny_config, tmp_path / "split", resume=True, progress=False)
+    a = load_tensors(tmp_path / "full" / "model.safetensors")
+    b = load_tensors(tmp_path / "split" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # the per-frame draws change the run (the same seed without them trains other weights)
+    tiny_config.diffusion.per_frame_noise = 0.0
+    train(tiny_config, tmp_path / "plain", progress=False)
+    c = load_tensors(tmp_path / "plain" / "model.safetensors")
+    assert any(not torch.equal(a[k], c[k]) for k in a)
+    for bad, message in (({"per_frame_noise": 1.5}, "must be in"), ({"per_frame_noise": 0.5}, "architecture=unet")):
+        tiny_config.diffusion.per_frame_noise = bad["per_frame_noise"]
+        tiny_config.model.architecture = "dit" if message == "architecture=unet" else "unet"
+        with pytest.raises(ConfigError, match=message):
+            validate_run(tiny_config)

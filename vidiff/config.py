@@ -109,6 +109,10 @@ class DiffusionConfig:
     # of frame f, squared. An error shared by all frames (an object a little too large) is not counted again; one
     # that changes from frame to frame (an outline that wobbles, a size that pulses) is. 0 = off
     frame_difference_weight: float = 0.0
+    # Share of training clips whose frames each get their own noise level, drawn independently (Diffusion Forcing,
+    # Chen et al. 2024): a frame must then be rebuilt from cleaner neighbours, which is what keeps an object's shape,
+    # size and colour from frame to frame. The rest share one level, as sampling does. 0 = off (U-Net only)
+    per_frame_noise: float = 0.0
     # Schedule shift s (Hoogeboom et al. 2023, "simple diffusion"): SNR_t -> SNR_t / s^2. s > 1 spends more
     # training and sampling steps at high noise, where redundant data (many similar frames) decide their layout.
     shift: float = 1.0
@@ -388,6 +392,9 @@ def validate_run(cfg: RunConfig) -> None:
         (0 <= f.noise_correlation < 1, "diffusion.noise_correlation must be in [0, 1)"),
         (f.min_snr_gamma is None or f.min_snr_gamma > 0, "diffusion.min_snr_gamma must be > 0 or null"),
         (f.frame_difference_weight >= 0, "diffusion.frame_difference_weight must be >= 0"),
+        (0 <= f.per_frame_noise <= 1, "diffusion.per_frame_noise must be in [0, 1]"),
+        (f.per_frame_noise == 0 or m.architecture == "unet",
+         "diffusion.per_frame_noise needs model.architecture=unet (the DiT takes one noise level per clip)"),
         (t.steps >= 1, "train.steps must be >= 1"),
         (t.batch_size >= 1, "train.batch_size must be >= 1"),
         (t.lr > 0, "train.lr must be > 0"),

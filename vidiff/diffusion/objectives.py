@@ -13,7 +13,7 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from vidiff.diffusion.schedules import append_dims, make_alphas_cumprod, q_sample
+from vidiff.diffusion.schedules import frame_dims, make_alphas_cumprod, q_sample
 
 
 class Objective(str, enum.Enum):
@@ -23,7 +23,7 @@ class Objective(str, enum.Enum):
 
 
 def training_target(objective: Objective, x0: torch.Tensor, noise: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
-    a = append_dims(alpha_bar.to(x0.dtype), x0.ndim)
+    a = frame_dims(alpha_bar.to(x0.dtype), x0.ndim)
     if objective == Objective.EPS:
         return noise
     if objective == Objective.X0:
@@ -32,8 +32,9 @@ def training_target(objective: Objective, x0: torch.Tensor, noise: torch.Tensor,
 
 
 def to_x0_eps(objective: Objective, pred: torch.Tensor, x_t: torch.Tensor, alpha_bar: torch.Tensor):
-    """Turn a network prediction into (x0_hat, eps_hat), given x_t and alpha_bar_t of shape (B,)."""
-    a = append_dims(alpha_bar.to(pred.dtype), pred.ndim)
+    """Turn a network prediction into (x0_hat, eps_hat), given x_t and alpha_bar_t of shape (B,) (or (B, F): one
+    noise level per frame)."""
+    a = frame_dims(alpha_bar.to(pred.dtype), pred.ndim)
     sa, s1a = a.sqrt(), (1 - a).sqrt()
     if objective == Objective.EPS:
         eps = pred
@@ -101,7 +102,8 @@ class Denoiser(nn.Module):
     def predict(self, x_t: torch.Tensor, t: torch.Tensor, cond: Optional[torch.Tensor] = None,
                 net: Optional[Callable] = None, x_self: Optional[torch.Tensor] = None,
                 labels: Optional[torch.Tensor] = None) -> torch.Tensor:
-        # x_t: (B, C, F, H, W), t: (B,) long, labels: (B, L) long (-1: none) -> raw network output (B, C, F, H, W).
+        # x_t: (B, C, F, H, W), t: (B,) long (or (B, F): a noise level per frame, U-Net only), labels: (B, L) long
+        # (-1: none) -> raw network output (B, C, F, H, W).
         # `net` replaces self.net for this call (a DDP- or torch.compile-wrapped copy of it).
         args = (x_t, t.float(), cond) + ((x_self,) if self.self_conditioning else ())
         if labels is not None and self.num_labels:
@@ -135,8 +137,9 @@ class Denoiser(nn.Module):
         if self.frame_difference_weight and diff.shape[2] > 1:  # (B, C, F - 1, H, W): how the error changes
             m_pairs = None if m is None else m[:, :, 1:] * m[:, :, :-1]
             mse = mse + self.frame_difference_weight * _masked_mean((diff[:, :, 1:] - diff[:, :, :-1]) ** 2, m_pairs)
-        snr = alpha_bar / (1 - alpha_bar)
-        return mse * loss_weight(self.objective, snr, self.min_snr_gamma)
+        snr = alpha_bar / (1 - alpha_bar)  # (B,), or (B, F): the clip's weight is then its frames' mean
+        weight = loss_weight(self.objective, snr, self.min_snr_gamma)
+        return mse * (weight if weight.ndim == 1 else weight.mean(1))
 
 
 DenoiseFn = Callable[[torch.Tensor, torch.Tensor], tuple]  # (x_t, t) -> (x0_hat, eps_hat); see `self_conditioning`

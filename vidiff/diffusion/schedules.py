@@ -49,6 +49,14 @@ def append_dims(x: torch.Tensor, ndim: int) -> torch.Tensor:
     return x.reshape(x.shape + (1,) * (ndim - x.ndim))
 
 
+def frame_dims(x: torch.Tensor, ndim: int) -> torch.Tensor:
+    """Broadcast a per-clip (B,) or per-frame (B, F) tensor (alpha_bar of one timestep per frame) against a video
+    (B, C, F, H, W): (B, 1, 1, 1, 1) or (B, 1, F, 1, 1)."""
+    if x.ndim == 2:
+        return x[:, None, :, None, None]
+    return append_dims(x, ndim)
+
+
 def video_noise(shape: tuple, correlation: float = 0.0, generator: Optional[torch.Generator] = None,
                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Standard normal noise of `shape` (B, C, F, H, W) whose frames are correlated by `correlation` rho:
@@ -63,6 +71,7 @@ def video_noise(shape: tuple, correlation: float = 0.0, generator: Optional[torc
 
 
 def q_sample(x0: torch.Tensor, alpha_bar: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-    """x_t = sqrt(alpha_bar) x_0 + sqrt(1 - alpha_bar) eps, any rank; alpha_bar is (B,)."""
-    a = append_dims(alpha_bar.to(x0.dtype), x0.ndim)
+    """x_t = sqrt(alpha_bar) x_0 + sqrt(1 - alpha_bar) eps, any rank; alpha_bar is (B,), or (B, F) for a video with
+    one noise level per frame."""
+    a = frame_dims(alpha_bar.to(x0.dtype), x0.ndim)
     return a.sqrt() * x0 + (1 - a).sqrt() * noise

@@ -89,6 +89,8 @@ class VideoDiT(nn.Module):
         if H % p or W % p:
             raise ValueError(f"height and width must be divisible by the patch size {p}, got {H}x{W}")
         x = stack_inputs(cfg, x, cond, x_self)  # (B, cin, F, H, W)
+        if c_noise.ndim != 1:
+            raise ValueError("VideoDiT takes one noise level per clip (B,), not one per frame")
         emb = self.time_mlp(timestep_embedding(c_noise, cfg.channels).to(x.dtype))  # (B, D)
         emb = add_labels(emb, labels, getattr(self, "label_emb", None))  # (B, D)
 

@@ -24,10 +24,11 @@ def zero_module(module: nn.Module) -> nn.Module:
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
-    """Sinusoidal embedding of a (B,) float tensor (Vaswani et al. 2017, sec. 3.5) -> (B, dim)."""
+    """Sinusoidal embedding of a float tensor (Vaswani et al. 2017, sec. 3.5): (B,) -> (B, dim), or one timestep per
+    frame (B, F) -> (B, F, dim)."""
     half = dim // 2
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
-    args = t.float()[:, None] * freqs[None]
+    args = t.float()[..., None] * freqs
     emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
     return F.pad(emb, (0, dim % 2))
 
@@ -86,12 +87,24 @@ class ResBlock(nn.Module):
         zero_module(self.conv2.temporal if self.conv2.temporal is not None else self.conv2.spatial)
         self.skip = nn.Conv3d(cin, cout, 1) if cin != cout else nn.Identity()
 
-    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:  # x (B, Cin, F, H, W), emb (B, E)
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        # x (B, Cin, F, H, W), emb (B, E) or one per frame (B, F0, E), F0 a multiple of F (frames halved inside)
         h = self.conv1(F.silu(self.norm1(x)))  # (B, Cout, F, H, W)
-        scale, shift = self.emb(F.silu(emb))[:, :, None, None, None].chunk(2, dim=1)
+        scale, shift = frame_modulation(self.emb(F.silu(emb)), h.shape[2]).chunk(2, dim=1)
         h = self.norm2(h) * (1 + scale) + shift
         h = self.conv2(self.dropout(F.silu(h)))
         return self.skip(x) + h
+
+
+def frame_modulation(m: torch.Tensor, frames: int) -> torch.Tensor:
+    """A block's scale and shift from the embedding, shaped to broadcast over (B, C, F, H, W): (B, C) -> (B, C, 1, 1, 1);
+    per frame (B, F0, C) -> (B, C, F, 1, 1), averaging groups of F0 / F frames where the network has halved them."""
+    if m.ndim == 2:
+        return m[:, :, None, None, None]
+    B, F0, C = m.shape
+    if F0 != frames:
+        m = m.reshape(B, frames, F0 // frames, C).mean(2)
+    return m.permute(0, 2, 1)[:, :, :, None, None]
 
 
 def stack_inputs(cfg, x: torch.Tensor, cond: torch.Tensor | None, x_self: torch.Tensor | None) -> torch.Tensor:
@@ -114,7 +127,8 @@ def add_labels(emb: torch.Tensor, labels: torch.Tensor | None, table: nn.Embeddi
     if labels.ndim != 2 or labels.shape[0] != emb.shape[0]:  # (values are checked where they come in: no sync)
         raise ValueError(f"labels must be (batch, slots) = ({emb.shape[0]}, ...), got {tuple(labels.shape)}")
     present = (labels >= 0).unsqueeze(-1).to(emb.dtype)  # (B, L, 1)
-    return emb + (table(labels.clamp(min=0)).to(emb.dtype) * present).sum(1)  # (B, E)
+    lab = (table(labels.clamp(min=0)).to(emb.dtype) * present).sum(1)  # (B, E)
+    return emb + (lab if emb.ndim == 2 else lab[:, None])  # (B, E), or (B, F, E) with one timestep per frame
 
 
 def rotary(x: torch.Tensor, positions: torch.Tensor, base: float = 10_000.0) -> torch.Tensor:

@@ -110,12 +110,12 @@ class VideoUNet(nn.Module):
 
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor, cond: Optional[torch.Tensor] = None,
                 x_self: Optional[torch.Tensor] = None, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
-        # x: (B, C, F, H, W), c_noise: (B,), cond: (B, cond_channels, F, H, W) or None,
+        # x: (B, C, F, H, W), c_noise: (B,) or one per frame (B, F), cond: (B, cond_channels, F, H, W) or None,
         # x_self: (B, C, F, H, W) previous x0 estimate or None (zeros),
         # labels: (B, L) long label indices, -1 for none, or None (no labels: unconditional) -> (B, C, F, H, W)
         x = stack_inputs(self.config, x, cond, x_self)  # (B, C', F, H, W)
-        emb = self.time_mlp(timestep_embedding(c_noise, self.config.channels).to(x.dtype))  # (B, E)
-        emb = add_labels(emb, labels, getattr(self, "label_emb", None))  # (B, E)
+        emb = self.time_mlp(timestep_embedding(c_noise, self.config.channels).to(x.dtype))  # (B, E) or (B, F, E)
+        emb = add_labels(emb, labels, getattr(self, "label_emb", None))  # (B, E) or (B, F, E)
 
         p = self.config.patch_size
         H, W = x.shape[-2:]

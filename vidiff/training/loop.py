@@ -166,6 +166,7 @@ def check_run_dir(cfg: RunConfig, run_dir: Path, resume: bool) -> None:
         # The loss weighting is a training choice: a run may continue under another one (fine-tuning).
         saved.diffusion.min_snr_gamma = cfg.diffusion.min_snr_gamma
         saved.diffusion.frame_difference_weight = cfg.diffusion.frame_difference_weight
+        saved.diffusion.per_frame_noise = cfg.diffusion.per_frame_noise
         for section in ("data", "model", "diffusion", "masks"):
             if getattr(saved, section) != getattr(cfg, section):
                 raise CheckpointError(f"cannot resume {run_dir}: its '{section}' config differs from the one given")
@@ -341,7 +342,11 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, max_step
             if autoencoder is not None:
                 with torch.no_grad():
                     x0 = autoencoder.encode(x0)  # (B, L, F, H/f, W/f) in [-1, 1]
-            t = torch.randint(0, denoiser.num_timesteps, (x0.shape[0],), device=device)
+            t = torch.randint(0, denoiser.num_timesteps, (x0.shape[0],), device=device)  # (B,)
+            if cfg.diffusion.per_frame_noise:  # Diffusion Forcing: some clips get a noise level per frame, (B, F)
+                own = torch.rand(x0.shape[0], device=device) < cfg.diffusion.per_frame_noise
+                t_frames = torch.randint(0, denoiser.num_timesteps, x0.shape[:1] + x0.shape[2:3], device=device)
+                t = torch.where(own[:, None], t_frames, t[:, None])  # (B, F)
             noise = video_noise(x0.shape, denoiser.noise_correlation, device=device)  # (B, C, F, H, W)
             labels = None
             if denoiser.num_labels:  # drop some clips' labels: the unconditional model for classifier-free guidance
