@@ -63,7 +63,8 @@ def main() -> None:
     p.add_argument("--motion-boost-above", type=int, default=0, metavar="T")
     p.add_argument("--frame-guidance", type=float, default=0.0, metavar="S",
                    help="temporal guidance: push each estimate away from a per-frame estimate (every frame "
-                        "denoised alone, as by an image model): x0 += S * (x0(labels) - x0_frames(labels))")
+                        "denoised alone, as by an image model): x0 += S * (x0(labels) - x0_frames(labels)); like --skip-guidance, "
+                        "with classifier-free guidance at every step (--guidance-below does not apply)")
     p.add_argument("--frame-model", default=None, metavar="RUN",
                    help="the per-frame model of --frame-guidance (a run or shipped weights, e.g. shapes32-image; "
                         "default: the same network on one frame at a time)")
@@ -131,6 +132,13 @@ def main() -> None:
         fn = classifier_free_guidance(denoise, labels, args.guidance, max_t=args.guidance_below)
         guided = f", guidance {args.guidance:g}" + (
             f" at t <= {args.guidance_below}" if args.guidance_below is not None else "")
+    # Skip guidance and frame guidance both push the (guided) estimate away from a weaker one: x0 += S (x0(labels) -
+    # x0_weak(labels)), the conditional estimate x0(labels) coming from the same batched pass as classifier-free guidance.
+    if args.skip_guidance and args.frame_guidance:
+        sys.exit("error: --skip-guidance and --frame-guidance cannot be combined")
+    lab_all = labels if dn.num_labels else None
+    sc_kw = lambda x_self: {"x_self": x_self} if dn.self_conditioning else {}  # noqa: E731
+    weak = None
     if args.skip_guidance:
         from vidiff.models.layers import SpaceTimeAttention, TemporalAttention, _Attention
 
@@ -143,13 +151,41 @@ def main() -> None:
         state = {"skip": False}
         for m in skipped:
             m.register_forward_hook(lambda mod, inp, out: inp[0] if state["skip"] else out)
-        base_fn, s_w = fn, args.skip_guidance
-        lab_all = labels if dn.num_labels else None
 
+        def weak(x, t, x_self):  # the network with those layers skipped
+            state["skip"] = True
+            try:
+                return denoise(x, t, labels=lab_all, **sc_kw(x_self))
+            finally:
+                state["skip"] = False
+
+        w_weak, weak_from = args.skip_guidance, 0
+        guided += f", skip guidance {w_weak:g} ({args.skip_layers}, {len(skipped)} layers)"
+    if args.frame_guidance:
+        fdn = dn
+        if args.frame_model:
+            frun = resolve_run(args.frame_model)
+            fdn = build_denoiser(load_config(frun / "config.json")).eval()
+            load_into(fdn.net, load_tensors(frun / "model.safetensors"), str(frun))
+            fdn = fdn.to(device)
+
+        def weak(x, t, x_self):  # every frame alone: (B, C, F, H, W) -> (B * F, C, 1, H, W) and back
+            B, C, F, H, W = x.shape
+            flat = lambda v: v.permute(0, 2, 1, 3, 4).reshape(B * F, C, 1, H, W)  # noqa: E731
+            back = lambda v: v.reshape(B, F, C, H, W).permute(0, 2, 1, 3, 4)  # noqa: E731
+            kw = {"x_self": flat(x_self) if x_self is not None else None} if fdn.self_conditioning else {}
+            if lab_all is not None and fdn.num_labels:
+                kw["labels"] = lab_all.repeat_interleave(F, 0)
+            x0, eps = fdn(flat(x), t.repeat_interleave(F), **kw)
+            return back(x0), back(eps)
+
+        w_weak, weak_from = args.frame_guidance, args.frame_guidance_above
+        guided += (f", frame guidance {w_weak:g} ({args.frame_model or 'same network per frame'}"
+                   f"{f', t >= {weak_from}' if weak_from else ''})")
+    if weak is not None:
         def fn(x, t, x_self=None):
-            kw = {"x_self": x_self} if dn.self_conditioning else {}
             if lab_all is None:
-                x0_c, eps_c = denoise(x, t, **kw)
+                x0_c, eps_c = denoise(x, t, **sc_kw(x_self))
                 x0, eps = x0_c, eps_c
             else:  # classifier-free guidance, the conditional and unconditional passes in one batch
                 w = args.guidance
@@ -158,49 +194,13 @@ def main() -> None:
                                       labels=torch.cat([lab_all, torch.full_like(lab_all, -1)]), **kw2)
                 (x0_c, x0_u), (eps_c, eps_u) = x0_2.chunk(2), eps_2.chunk(2)
                 x0, eps = x0_u + w * (x0_c - x0_u), eps_u + w * (eps_c - eps_u)
-            state["skip"] = True
-            try:
-                x0_s, eps_s = denoise(x, t, labels=lab_all, **kw)
-            finally:
-                state["skip"] = False
-            return x0 + s_w * (x0_c - x0_s), eps + s_w * (eps_c - eps_s)
-
-        fn.self_conditioning = dn.self_conditioning
-        fn.alphas_cumprod, fn.noise_correlation = dn.alphas_cumprod, dn.noise_correlation
-        guided += f", skip guidance {s_w:g} ({args.skip_layers}, {len(skipped)} layers)"
-    if args.frame_guidance:
-        fdn = dn
-        if args.frame_model:
-            frun = resolve_run(args.frame_model)
-            fdn = build_denoiser(load_config(frun / "config.json")).eval()
-            load_into(fdn.net, load_tensors(frun / "model.safetensors"), str(frun))
-            fdn = fdn.to(device)
-        base_fn2, f_w = fn, args.frame_guidance
-        lab_f = labels if dn.num_labels else None
-
-        def per_frame(x, t, x_self=None):  # every frame alone: (B, C, F, H, W) -> (B * F, C, 1, H, W) and back
-            B, C, F, H, W = x.shape
-            flat = lambda v: v.permute(0, 2, 1, 3, 4).reshape(B * F, C, 1, H, W)
-            back = lambda v: v.reshape(B, F, C, H, W).permute(0, 2, 1, 3, 4)
-            kw = {"x_self": flat(x_self) if x_self is not None else None} if fdn.self_conditioning else {}
-            if lab_f is not None and fdn.num_labels:
-                kw["labels"] = lab_f.repeat_interleave(F, 0)
-            x0, eps = fdn(flat(x), t.repeat_interleave(F), **kw)
-            return back(x0), back(eps)
-
-        def fn(x, t, x_self=None):
-            x0, eps = base_fn2(x, t, x_self=x_self) if dn.self_conditioning else base_fn2(x, t)
-            if int(t[0]) < args.frame_guidance_above:
+            if int(t[0]) < weak_from:
                 return x0, eps
-            kw = {"x_self": x_self} if dn.self_conditioning else {}
-            x0_c, eps_c = denoise(x, t, labels=lab_f, **kw)
-            x0_f, eps_f = per_frame(x, t, x_self)
-            return x0 + f_w * (x0_c - x0_f), eps + f_w * (eps_c - eps_f)
+            x0_w, eps_w = weak(x, t, x_self)
+            return x0 + w_weak * (x0_c - x0_w), eps + w_weak * (eps_c - eps_w)
 
         fn.self_conditioning = dn.self_conditioning
         fn.alphas_cumprod, fn.noise_correlation = dn.alphas_cumprod, dn.noise_correlation
-        guided += (f", frame guidance {f_w:g} ({args.frame_model or 'same network per frame'}"
-                   f"{f', t >= {args.frame_guidance_above}' if args.frame_guidance_above else ''})")
     if args.motion_boost:
         from vidiff.diffusion.guidance import motion_boost
 

@@ -53,7 +53,7 @@ def frame_dims(x: torch.Tensor, ndim: int) -> torch.Tensor:
     """Broadcast a per-clip (B,) or per-frame (B, F) tensor (alpha_bar of one timestep per frame) against a video
     (B, C, F, H, W): (B, 1, 1, 1, 1) or (B, 1, F, 1, 1)."""
     if x.ndim == 2:
-        return x[:, None, :, None, None]
+        return x.reshape(x.shape[0], 1, x.shape[1], *(1,) * (ndim - 3))
     return append_dims(x, ndim)
 
 
