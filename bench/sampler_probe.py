@@ -70,6 +70,10 @@ def main() -> None:
                         "default: the same network on one frame at a time)")
     p.add_argument("--frame-guidance-above", type=int, default=0, metavar="T",
                    help="apply --frame-guidance only at timesteps >= T")
+    p.add_argument("--refine", type=float, default=0.0, metavar="S",
+                   help="after sampling, noise each sample again to timestep S * T and sample from there (SDEdit on "
+                        "the model's own output, Meng et al. 2022), --refine-times times")
+    p.add_argument("--refine-times", type=int, default=1, metavar="K")
     p.add_argument("--grid", metavar="PNG", help="also write the first 8 samples as a frame grid (a row per video)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu", help="cpu, cuda, auto, ...: where the sampler runs (x_T is drawn on the CPU)")
@@ -209,6 +213,22 @@ def main() -> None:
     with torch.no_grad():
         v = sample(fn, shape, dn.alphas_cumprod, sampler=args.sampler, num_steps=args.steps, generator=g, eta=args.eta,
                    x_T=x_T, noise_correlation=dn.noise_correlation)
+        if args.refine:
+            import math
+
+            from vidiff.denoise import denoise_timesteps
+            from vidiff.diffusion.samplers import SAMPLERS
+            from vidiff.diffusion.schedules import q_sample
+
+            t_start = min(dn.num_timesteps - 1, round(args.refine * (dn.num_timesteps - 1)))
+            kw = {"eta": args.eta} if args.sampler == "ddim" else {}
+            for _ in range(args.refine_times):
+                noise = video_noise(v.shape, dn.noise_correlation, g, "cpu").to(device)
+                x_t = q_sample(v, dn.alphas_cumprod[t_start].float().expand(v.shape[0]).to(device), noise)
+                v = SAMPLERS[args.sampler](fn, x_t, dn.alphas_cumprod, denoise_timesteps(
+                    t_start, max(1, math.ceil(args.steps * args.refine))), generator=g,
+                    noise_correlation=dn.noise_correlation, **kw)
+            guided += f", refined {args.refine_times}x from t = {t_start}"
         if autoencoder is not None:
             v = autoencoder.decode(v).clamp(-1, 1)
         v = v.float().cpu()

@@ -52,6 +52,30 @@ def test_lr_schedule():
     assert lr_at(10, cfg) == pytest.approx(1.0) and lr_at(100, cfg) == pytest.approx(0.1)
 
 
+def test_lr_decay_follows_a_time_budget_that_ends_first():
+    cfg = load_config(None, ["train.steps=100", "train.warmup_steps=10", "train.lr=1.0", "train.lr_min_ratio=0.1"]).train
+    assert lr_at(5, cfg, budget_progress=0.9) == pytest.approx(0.6)  # warm-up is in steps, whatever the clock says
+    assert lr_at(55, cfg, budget_progress=0.5) == lr_at(55, cfg) == pytest.approx(0.55)  # the steps lead
+    assert lr_at(20, cfg, budget_progress=0.5) == pytest.approx(0.55)  # the budget leads
+    assert lr_at(20, cfg, budget_progress=1.5) == pytest.approx(0.1)
+
+
+def test_a_time_budgeted_run_ends_its_lr_decay_with_the_budget(tiny_config, tmp_path, monkeypatch):
+    import vidiff.training.loop as loop
+
+    clock = iter(range(10**6))  # each reading of the clock is one second later
+    monkeypatch.setattr(loop.time, "perf_counter", lambda: float(next(clock)))
+    tiny_config.train.steps = 1000
+    tiny_config.train.time_budget_minutes = 1.0
+    summary = train(tiny_config, tmp_path / "run", progress=False)
+    assert summary["stopped_early"] and summary["step"] < 1000
+    lrs = [float(r["lr"]) for r in csv.DictReader(open(tmp_path / "run" / "loss.csv"))]
+    peak, low = tiny_config.train.lr, tiny_config.train.lr * tiny_config.train.lr_min_ratio
+    assert lrs[1] == pytest.approx(peak)  # the end of warm-up
+    assert all(b <= a for a, b in zip(lrs[1:], lrs[2:]))  # then only down
+    assert lrs[-1] < low + 0.1 * (peak - low), lrs  # nearly all the way by the budget's end, far from train.steps
+
+
 def test_batches_are_a_function_of_the_step():
     s = StepBatchSampler(length=10, batch_size=4, seed=1)
     it = iter(s)

@@ -139,13 +139,18 @@ class JointClips(torch.utils.data.Dataset):
         return self.full.summary() if hasattr(self.full, "summary") else None
 
 
-def lr_at(step: int, cfg) -> float:
-    """Linear warm-up, then constant or cosine decay to lr_min_ratio * lr."""
+def lr_at(step: int, cfg, budget_progress: float = 0.0) -> float:
+    """Linear warm-up, then constant or cosine decay to lr_min_ratio * lr.
+
+    The decay runs over the steps after warm-up, or over `budget_progress` (the share of a time budget spent since
+    warm-up, 0..1) where that is further along: a run that stops on its time budget ends its decay there instead
+    of stopping at a high learning rate part way through a schedule planned for `cfg.steps`.
+    """
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     if cfg.lr_decay == "constant":
         return cfg.lr
-    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    progress = min(1.0, max((step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps), budget_progress))
     return cfg.lr * (cfg.lr_min_ratio + (1 - cfg.lr_min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
@@ -226,11 +231,54 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
     run folder for the whole run (released by the kernel even if the process is killed).
     """
     lock = lock_run_dir(Path(run_dir)) if int(os.environ.get("RANK", "0")) == 0 else None
+    own_group = _join_process_group(cfg)
+    finished = False
     try:
-        return _train(cfg, Path(run_dir), resume, progress, max_steps)
+        summary = _train(cfg, Path(run_dir), resume, progress, max_steps)
+        finished = True
+        return summary
     finally:
+        if own_group:
+            _leave_process_group(wait_for_others=finished)
         if lock is not None:
             lock.close()
+
+
+def _join_process_group(cfg: RunConfig) -> bool:
+    """Under torchrun (WORLD_SIZE > 1): set this rank's GPU and join the process group (NCCL on GPUs, gloo on CPUs).
+
+    Returns True when this call created the group (and so must destroy it); a group the caller made is left alone.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    import torch.distributed as dist
+
+    cuda = resolve_device(cfg.train.device).type == "cuda"
+    if cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    if dist.is_initialized():
+        return False
+    dist.init_process_group("nccl" if cuda else "gloo")
+    return True
+
+
+def _leave_process_group(wait_for_others: bool) -> None:
+    """Destroy the process group before the interpreter exits.
+
+    Left to the interpreter's shutdown, gloo's threads can be torn down while a peer still talks to them: the rank
+    dies with SIGABRT ("terminate called without an active exception"). After a finished run every rank first
+    waits at a barrier for rank 0, which writes the last checkpoint and preview after the others are done; after
+    an error there is no barrier (the other ranks may never reach it).
+    """
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        return
+    try:
+        if wait_for_others:
+            dist.barrier()
+    finally:
+        dist.destroy_process_group()
 
 
 def _train(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, max_steps: Optional[int]) -> dict:
@@ -241,14 +289,11 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, max_step
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     device = resolve_device(tc.device)
-    if world > 1:
+    if world > 1:  # (the process group is joined by train())
         import torch.distributed as dist
 
         if device.type == "cuda":
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-            torch.cuda.set_device(device)
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if tc.threads > 0:
         torch.set_num_threads(tc.threads)
     is_main = rank == 0
@@ -333,6 +378,9 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, max_step
     step = start_step
     stopped_early = False
     nonfinite_in_a_row, nonfinite_total = 0, 0
+    budget = None if tc.time_budget_minutes is None else 60 * tc.time_budget_minutes  # seconds, this call's
+    warm_end = 0.0 if start_step >= tc.warmup_steps else None  # this call's seconds when warm-up ended
+    budget_progress = 0.0  # the share of the budget spent since warm-up (under torchrun: the largest clock)
     net.train()
     with StopRequested() as stop:
         while step < end_step:
@@ -354,7 +402,7 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, max_step
                 dropped = torch.rand(labels.shape[0], device=device) < tc.label_dropout
                 labels = labels.masked_fill(dropped[:, None], -1)
             for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, tc)
+                group["lr"] = lr_at(step, tc, budget_progress)
             cond = loss_mask = None
             if cfg.masks.enabled:  # MCVD: known frames + mask as input channels, loss on the unknown frames
                 mk = cfg.masks
@@ -390,18 +438,24 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, max_step
                 now = time.perf_counter()
                 # (a short-clip step counts as batch_size videos: it holds as many frames)
                 vps = window_steps * tc.batch_size * world / max(now - t_window, 1e-9)
-                log.writerow([step, f"{window_loss / window_steps:.6f}", f"{lr_at(step - 1, tc):.3e}",
+                log.writerow([step, f"{window_loss / window_steps:.6f}", f"{optimizer.param_groups[0]['lr']:.3e}",
                               f"{float(grad_norm):.4f}", f"{vps:.2f}", f"{seconds_before + now - t_start:.1f}"])
                 log_file.flush()
                 bar.set_postfix(loss=f"{window_loss / window_steps:.4f}", vid_s=f"{vps:.1f}")
                 t_window, window_steps, window_loss = now, 0, 0.0
 
-            want_stop = stop.signal is not None or (tc.time_budget_minutes is not None
-                                                    and time.perf_counter() - t_start > 60 * tc.time_budget_minutes)
-            if world > 1:  # every rank stops at the same step, or the next gradient all-reduce waits forever
-                flag = torch.tensor([float(want_stop)], device=device)
+            elapsed = time.perf_counter() - t_start
+            want_stop = stop.signal is not None or (budget is not None and elapsed > budget)
+            if world > 1:  # every rank stops at the same step (or the next gradient all-reduce waits forever) and
+                # sets the same learning rate: the flags and clocks of all ranks, their largest
+                flag = torch.tensor([float(want_stop), elapsed], dtype=torch.float64, device=device)
                 dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-                want_stop = bool(flag.item())
+                want_stop, elapsed = bool(flag[0].item()), float(flag[1].item())
+            if budget is not None:  # the lr decay ends with the budget if that comes before train.steps
+                if warm_end is None and step >= tc.warmup_steps:
+                    warm_end = elapsed
+                if warm_end is not None:
+                    budget_progress = (elapsed - warm_end) / max(budget - warm_end, 1e-9)
             if want_stop and step < end_step:
                 stopped_early = True
                 end_step = step
