@@ -12,7 +12,8 @@
 # attention layer), img-fd (a loss on the frame-to-frame differences of the error, diffusion.frame_difference_weight=1)
 # and img-nc-fd, img-pf and img-pf25 (half or a quarter of the clips with a noise level per frame,
 # diffusion.per_frame_noise: Diffusion Forcing), img-keeppix (the full-resolution stem and head keep the image
-# model's weights); img-11min trains 11/8 of STEPS (an 11-minute budget instead of the demo's 8).
+# model's weights), img-rope0 and img-rope01 (frame positions of the space-time attention times 0 or 0.1,
+# model.rope_frame_scale); img-11min trains 11/8 of STEPS (an 11-minute budget instead of the demo's 8).
 # Each run's probe goes to $OUT/probes/VARIANT-sSEED.txt, and a one-line summary per run (persistence, colour
 # drift, speed, colours right, shape right) to $OUT/summary.txt.
 set -u
@@ -35,6 +36,8 @@ one() {  # variant seed
         img-pf) extra="train.init_from=$IMG diffusion.per_frame_noise=0.5" ;;
         img-pf25) extra="train.init_from=$IMG diffusion.per_frame_noise=0.25" ;;
         img-keeppix) extra="train.init_from=$IMG train.trainable=['^(?!pixel_)']" ;;
+        img-rope0) extra="train.init_from=$IMG model.rope_frame_scale=0" ;;
+        img-rope01) extra="train.init_from=$IMG model.rope_frame_scale=0.1" ;;
         img-tmp) extra="train.init_from=$IMG train.trainable=[temporal]" ;;
         img-tmpattn) extra="train.init_from=$IMG train.trainable=[temporal,qkv,proj,\.norm\.]" ;;
         *) echo "unknown variant $v"; return 1 ;;

@@ -37,6 +37,8 @@ def test_yaml_file_and_override_precedence(tmp_path):
     (["model.channel_mults=[1,2]"], "must lie in 0..1 (one level per entry of channel_mults)"),
     (["diffusion.noise_correlation=1"], "diffusion.noise_correlation must be in [0, 1)"),
     (["diffusion.shift=0"], "diffusion.shift must be > 0"),
+    (["data.shape_speed=-1"], "data.shape_speed must be >= 0"),
+    (["model.rope_frame_scale=-1"], "model.rope_frame_scale must be >= 0"),
     (["model.temporal_downsample_levels=[2]"], "must lie in 0..1 (a level followed by a downsampling)"),
     (["train.optimizer=sgd"], "train.optimizer must be adamw or muon"),
     (["train.short_clip_frames=16"], "train.short_clip_frames must be 0 (off) or fewer than data.num_frames"),

@@ -66,8 +66,19 @@ def test_objects_move_smoothly_in_the_pixels():
         assert torch.allclose(cx, centre[:, 0], atol=0.25) and torch.allclose(cy, centre[:, 1], atol=0.25)
 
 
+def test_speed_scale_keeps_the_layout_and_scales_the_motion():
+    moving, still, slow = (BouncingShapes(max_objects=2, speed_scale=k)[7] for k in (1.0, 0.0, 0.5))
+    assert moving["caption"] == still["caption"] == slow["caption"]
+    assert torch.equal(moving["video"][:, 0], still["video"][:, 0])  # the same first frame
+    assert torch.equal(still["video"], still["video"][:, :1].expand_as(still["video"]))  # every frame the same
+    step = lambda item: (item["centers"][1] - item["centers"][0]).norm(dim=-1)  # noqa: E731  (no bounce in one frame)
+    assert torch.allclose(step(slow), step(moving) / 2, atol=1e-4) and step(moving).min() > 0
+
+
 def test_bad_parameters_are_refused():
     with pytest.raises(ValueError):
         BouncingShapes(max_objects=9)
     with pytest.raises(IndexError):
         BouncingShapes(length=5)[5]
+    with pytest.raises(ValueError, match="speed_scale"):
+        BouncingShapes(speed_scale=-1)

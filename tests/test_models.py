@@ -84,6 +84,22 @@ def test_spacetime_attention_links_other_places_in_other_frames():
     assert torch.allclose(ta(x)[:, :, 3, 5, 5], ta(y)[:, :, 3, 5, 5], atol=1e-6)
 
 
+def test_rope_frame_scale_zero_makes_spacetime_attention_blind_to_frame_order():
+    torch.manual_seed(0)
+    x = torch.randn(1, C, F, H, W)
+    perm = torch.randperm(F)
+    for scale, blind in ((0.0, True), (1.0, False), (0.1, False)):
+        st = SpaceTimeAttention(C, 4, frame_scale=scale)
+        torch.nn.init.normal_(st.proj.weight)
+        same = torch.allclose(st(x[:, :, perm]), st(x)[:, :, perm], atol=1e-5)
+        assert same == blind, scale  # permuting the frames permutes the output only without frame positions
+    one = torch.randn(1, C, 1, H, W)  # a one-frame clip (an image model) does not see the scale
+    a, b = SpaceTimeAttention(C, 4, frame_scale=0.0), SpaceTimeAttention(C, 4, frame_scale=1.0)
+    torch.nn.init.normal_(a.proj.weight)
+    b.load_state_dict(a.state_dict())
+    assert torch.equal(a(one), b(one))
+
+
 def test_axial_rotary_scores_depend_on_relative_position_in_every_axis():
     from vidiff.models.layers import rotary_axes
     torch.manual_seed(0)

@@ -41,6 +41,7 @@ class DataConfig:
     size: int = 32  # clips are size x size pixels
     max_objects: int = 3  # shapes: 1..max_objects objects per clip
     length: int = 100_000  # shapes: number of distinct clips (item i is fixed by seed and i)
+    shape_speed: float = 1.0  # shapes: every object's speed times this (0: still clips; the layouts stay the same)
     seed: int = 0  # dataset seed: shapes content; folder/cache clip choice and augmentation (item i fixed by seed, i)
     frame_stride: int = 1  # folder: take every k-th source frame (ignored when fps is set); cache: fixed at prepare
     fps: Optional[float] = None  # folder: resample every video to this frame rate (null = use frame_stride)
@@ -76,6 +77,12 @@ class ModelConfig:
     temporal_conv: str = "factorized"  # "factorized" (2+1)D, "full" 3x3x3, or "none" (attention only)
     temporal_init: str = "random"  # "identity": factorized temporal convs start as the identity (Make-A-Video)
     temporal_padding: str = "zeros"  # what temporal convs see beyond a clip's ends: "zeros" or "replicate" (edge frame)
+    # Full space-time attention (U-Net and DiT): frame positions are multiplied by this before the axial rotary
+    # embedding, whose frame part takes half of each head. 1: frames one apart turn that half by up to 1 radian, so
+    # a token's best match in distant frames is hard to find; 0: no frame positions there (a token finds the same
+    # object in every frame at once; frame order comes from the temporal convolutions and attention). A one-frame
+    # image model is the same network under any value.
+    rope_frame_scale: float = 1.0
     patch_size: int = 1  # fold p x p pixels into channels at the input (space-to-depth) and unfold at the output
     # Channels of a full-resolution stem and head around a patched U-Net (0: none). The stem's per-pixel features
     # skip the token levels and meet their unfolded output in one residual block at full resolution: the head sees
@@ -142,7 +149,9 @@ class TrainConfig:
     max_nonfinite_steps: int = 10  # stop after this many steps in a row with a NaN/Inf loss or gradient
     preview_every: int = 0  # write a preview gif every N steps (0 = only at the end)
     preview_steps: int = 20  # DDIM steps for previews
-    time_budget_minutes: Optional[float] = None  # stop early (and checkpoint) when training time exceeds this
+    # Stop early (and checkpoint) when this call's training time exceeds this; the lr decay then ends with the
+    # budget rather than at train.steps, whichever comes first (a resumed run gets a new budget and decays again)
+    time_budget_minutes: Optional[float] = None
     device: str = "auto"  # "auto" (CUDA if present, else CPU), "cpu", "cuda", "cuda:1", ...
     precision: str = "fp32"  # "fp32" or "bf16" (autocast; CUDA only: bf16 is ~2x slower on CPUs without it)
     compile: bool = False  # torch.compile the network (GPU; on CPU the first step takes minutes for no gain)
@@ -349,6 +358,7 @@ def validate_run(cfg: RunConfig) -> None:
         (d.size >= 8, "data.size must be >= 8"),
         (1 <= d.max_objects <= 6, "data.max_objects must be between 1 and 6"),
         (d.length >= 1, "data.length must be >= 1"),
+        (d.shape_speed >= 0, "data.shape_speed must be >= 0"),
         (d.frame_stride >= 1, "data.frame_stride must be >= 1"),
         (d.fps is None or d.fps > 0, "data.fps must be > 0 or null"),
         (d.short_videos in ("skip", "loop", "pad"), "data.short_videos must be skip, loop or pad"),
@@ -375,6 +385,7 @@ def validate_run(cfg: RunConfig) -> None:
         (m.temporal_conv in ("factorized", "full", "none"), "model.temporal_conv must be factorized, full or none"),
         (m.temporal_init in ("random", "identity"), "model.temporal_init must be random or identity"),
         (m.temporal_padding in ("zeros", "replicate"), "model.temporal_padding must be zeros or replicate"),
+        (m.rope_frame_scale >= 0, "model.rope_frame_scale must be >= 0"),
         (all(0 <= lv < len(m.channel_mults)
              for lv in m.spatial_attention_levels + m.temporal_attention_levels + m.spacetime_attention_levels),
          f"model.spatial_attention_levels {list(m.spatial_attention_levels)}, temporal_attention_levels "

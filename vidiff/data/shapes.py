@@ -104,11 +104,14 @@ class BouncingShapes(Dataset):
     """
 
     def __init__(self, num_frames: int = 16, size: int = 32, max_objects: int = 3, seed: int = 0,
-                 length: int = 100_000, min_objects: int = 1):
+                 length: int = 100_000, min_objects: int = 1, speed_scale: float = 1.0):
         if not 1 <= min_objects <= max_objects <= len(COLORS):
             raise ValueError(f"need 1 <= min_objects <= max_objects <= {len(COLORS)}")
         self.num_frames, self.size, self.max_objects = num_frames, size, max_objects
         self.min_objects, self.seed, self.length = min_objects, seed, length
+        if speed_scale < 0:
+            raise ValueError(f"speed_scale must be >= 0, got {speed_scale}")
+        self.speed_scale = speed_scale  # multiplies every object's speed (0: still clips, the same layout in every frame)
         ss = SUPERSAMPLE
         coords = (np.arange(size * ss) + 0.5) / ss  # sub-pixel centres, in pixel units
         self._gx, self._gy = np.meshgrid(coords, coords)  # (S, S)
@@ -126,7 +129,7 @@ class BouncingShapes(Dataset):
         radius = rng.uniform(0.12, 0.22, n) * s
         lo, hi = radius[:, None], s - radius[:, None]
         start = rng.uniform(lo, hi, (n, 2))
-        speed = rng.uniform(0.5, 1.5, n) * s / 32
+        speed = rng.uniform(0.5, 1.5, n) * s / 32 * self.speed_scale
         angle = rng.uniform(0, 2 * np.pi, n)
         velocity = np.stack([np.cos(angle), np.sin(angle)], 1) * speed[:, None]
         return {

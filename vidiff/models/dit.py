@@ -22,7 +22,8 @@ from einops import rearrange
 from torch import nn
 
 from vidiff.config import ModelConfig
-from vidiff.models.layers import add_labels, apply_rotary, rotary_axes_tables, stack_inputs, timestep_embedding
+from vidiff.models.layers import (add_labels, apply_rotary, rotary_axes_tables, space_time_positions, stack_inputs,
+                                  timestep_embedding)
 
 
 def _modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -72,6 +73,7 @@ class VideoDiT(nn.Module):
             self.label_emb = nn.Embedding(cfg.num_labels, D)
         self.blocks = nn.ModuleList(DiTBlock(D, cfg.head_dim, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.depth))
         self.head_width = D // max(1, D // cfg.head_dim)  # the width of one attention head, for the rotary tables
+        self.rope_frame_scale = cfg.rope_frame_scale
         self.norm_out = nn.LayerNorm(D, elementwise_affine=False, eps=1e-6)
         self.ada_out = nn.Linear(D, 2 * D)
         self.out = nn.Linear(D, cfg.in_channels * p * p)
@@ -96,7 +98,7 @@ class VideoDiT(nn.Module):
 
         h, w = H // p, W // p
         tokens = rearrange(self.patch(x), "b d f h w -> b (f h w) d")  # (B, F*h*w, D)
-        positions = torch.cartesian_prod(*(torch.arange(n, device=x.device) for n in (Fr, h, w)))  # (F*h*w, 3)
+        positions = space_time_positions(Fr, h, w, self.rope_frame_scale, x.device)  # (F*h*w, 3)
         rope = rotary_axes_tables(positions, self.head_width)
         for block in self.blocks:
             tokens = block(tokens, emb, rope)

@@ -174,6 +174,14 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return x * cos.to(x.dtype) + turned * sin.to(x.dtype)
 
 
+def space_time_positions(frames: int, height: int, width: int, frame_scale: float = 1.0,
+                         device=None) -> torch.Tensor:
+    """(frame * frame_scale, row, column) of every token of a clip in (f h w) order: (F*H*W, 3) float."""
+    positions = torch.cartesian_prod(*(torch.arange(n, device=device, dtype=torch.float32)
+                                       for n in (frames, height, width)))
+    return positions * torch.tensor([frame_scale, 1.0, 1.0], device=device)
+
+
 class _Attention(nn.Module):
     """Multi-head self-attention over a token axis, computed with scaled_dot_product_attention."""
 
@@ -219,12 +227,17 @@ class TemporalAttention(_Attention):
 class SpaceTimeAttention(_Attention):
     """Full self-attention among all F*H*W positions of a clip, with axial rotary positions (frame, row,
     column): a token can follow an object to a nearby place in another frame in one hop, which factorized
-    attention needs two for. Quadratic in F*H*W: meant for the low resolutions of the U-Net."""
+    attention needs two for. Quadratic in F*H*W: meant for the low resolutions of the U-Net. Frame positions are
+    multiplied by `frame_scale` (model.rope_frame_scale)."""
+
+    def __init__(self, channels: int, head_dim: int, frame_scale: float = 1.0):
+        super().__init__(channels, head_dim)
+        self.frame_scale = frame_scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, F, H, W) -> same
         B, C, Fr, H, W = x.shape
         tokens = rearrange(self.norm(x), "b c f h w -> b (f h w) c")
-        positions = torch.cartesian_prod(*(torch.arange(n, device=x.device) for n in (Fr, H, W)))  # (F*H*W, 3)
+        positions = space_time_positions(Fr, H, W, self.frame_scale, x.device)  # (F*H*W, 3)
         out = rearrange(self.attend(tokens, positions), "b (f h w) c -> b c f h w", f=Fr, h=H)
         return x + out
 

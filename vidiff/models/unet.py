@@ -23,7 +23,7 @@ def _attention(channels: int, cfg: ModelConfig, level: int) -> list[nn.Module]:
     """The attention layers after each residual block of a level: full space-time attention where the config
     asks for it (it replaces the factorized pair), else spatial and/or temporal attention."""
     if level in cfg.spacetime_attention_levels:
-        return [SpaceTimeAttention(channels, cfg.head_dim)]
+        return [SpaceTimeAttention(channels, cfg.head_dim, cfg.rope_frame_scale)]
     return ([SpatialAttention(channels, cfg.head_dim)] if level in cfg.spatial_attention_levels else []) + \
         ([TemporalAttention(channels, cfg.head_dim)] if level in cfg.temporal_attention_levels else [])
 
@@ -77,7 +77,7 @@ class VideoUNet(nn.Module):
         self.mid1 = ResBlock(cur, cur, emb_dim, cfg.temporal_conv, cfg.dropout, cfg.temporal_init,
                              cfg.temporal_padding)
         if len(mults) - 1 in cfg.spacetime_attention_levels:
-            self.mid_attention = nn.ModuleList([SpaceTimeAttention(cur, cfg.head_dim)])
+            self.mid_attention = nn.ModuleList([SpaceTimeAttention(cur, cfg.head_dim, cfg.rope_frame_scale)])
         else:  # (the names of the factorized pair are those of older checkpoints)
             self.mid_spatial = SpatialAttention(cur, cfg.head_dim)
             self.mid_temporal = TemporalAttention(cur, cfg.head_dim)
