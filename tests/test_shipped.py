@@ -28,18 +28,24 @@ def test_shapes32_is_the_demo_preset_trained_longer():
         assert getattr(shipped, section) == getattr(demo, section), section
 
 
-def test_demo_starts_from_the_shipped_image_model():
-    """The demo preset fine-tunes `shapes32-image`: every tensor of the demo network is in it, with its shape."""
+def test_demo_starts_from_the_shipped_still_clip_model():
+    """The demo preset fine-tunes `shapes32-still` (the image model `shapes32-image` trained further on clips in which
+    nothing moves): every tensor of the demo network is in it, with its shape, and the data differ only in motion."""
+    from dataclasses import replace
+
     from vidiff.build import build_denoiser
     from vidiff.cli import _config_path
     from vidiff.config import load_config
     from vidiff.training.checkpoint import init_from_weights, load_tensors
 
     demo = load_config(_config_path("demo"))
-    assert demo.train.init_from == "shapes32-image"
+    assert demo.train.init_from == "shapes32-still"
+    still = load_config(resolve_run("shapes32-still") / "config.json")
+    assert still.data.shape_speed == 0 and replace(still.data, shape_speed=demo.data.shape_speed) == demo.data
+    assert still.model == demo.model and still.diffusion == demo.diffusion
     image = load_config(resolve_run("shapes32-image") / "config.json")
     assert image.data.num_frames == 1 and image.data.size == demo.data.size
     net = build_denoiser(demo).net
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    assert init_from_weights(net, load_tensors(resolve_run("shapes32-image") / "model.safetensors"), "test") == []
+    assert init_from_weights(net, load_tensors(resolve_run("shapes32-still") / "model.safetensors"), "test") == []
     assert any(not torch.equal(before[k], v) for k, v in net.state_dict().items())

@@ -70,10 +70,11 @@ def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"cannot read {path}: not a valid safetensors file ({str(e).splitlines()[0][:120]})") from None
 
 
-SHIPPED = ("shapes32", "shapes32-masked", "shapes32-image")  # models shipped inside the package, under vidiff/weights/NAME/
+SHIPPED = ("shapes32", "shapes32-masked", "shapes32-image", "shapes32-still")  # models shipped inside the package, under vidiff/weights/NAME/
 # shapes32: the demo preset trained longer (label-conditioned); shapes32-masked: trained with MCVD frame masks
 # (prediction, interpolation), with an earlier demo network (patch 2, v objective); shapes32-image: the demo network
-# trained on single frames (an image model), where the demo's training starts (train.init_from)
+# trained on single frames (an image model); shapes32-still: that image model trained further on still clips
+# (data.shape_speed=0: 16 frames, nothing moves), where the demo's training starts (train.init_from)
 
 
 def resolve_run(path_or_name: str | Path) -> Path:
