@@ -272,8 +272,6 @@ def _leave_process_group(wait_for_others: bool) -> None:
     """
     import torch.distributed as dist
 
-    if not dist.is_initialized():
-        return
     try:
         if wait_for_others:
             dist.barrier()
