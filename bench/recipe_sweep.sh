@@ -13,7 +13,7 @@
 # and img-nc-fd, img-pf and img-pf25 (half or a quarter of the clips with a noise level per frame,
 # diffusion.per_frame_noise: Diffusion Forcing), img-keeppix (the full-resolution stem and head keep the image
 # model's weights), img-rope0 and img-rope01 (frame positions of the space-time attention times 0 or 0.1,
-# model.rope_frame_scale); img-11min trains 11/8 of STEPS (an 11-minute budget instead of the demo's 8).
+# model.rope_frame_scale), img-xa (label cross-attention, model.label_attention; IMG must have it too); img-11min trains 11/8 of STEPS (an 11-minute budget instead of the demo's 8).
 # Each run's probe goes to $OUT/probes/VARIANT-sSEED.txt, and a one-line summary per run (persistence, colour
 # drift, speed, colours right, shape right) to $OUT/summary.txt.
 set -u
@@ -38,6 +38,7 @@ one() {  # variant seed
         img-keeppix) extra="train.init_from=$IMG train.trainable=['^(?!pixel_)']" ;;
         img-rope0) extra="train.init_from=$IMG model.rope_frame_scale=0" ;;
         img-rope01) extra="train.init_from=$IMG model.rope_frame_scale=0.1" ;;
+        img-xa) extra="train.init_from=$IMG model.label_attention=true" ;;
         img-tmp) extra="train.init_from=$IMG train.trainable=[temporal]" ;;
         img-tmpattn) extra="train.init_from=$IMG train.trainable=[temporal,qkv,proj,\.norm\.]" ;;
         *) echo "unknown variant $v"; return 1 ;;
@@ -56,7 +57,8 @@ loss = [float(l.split(",")[1]) for l in open(sys.argv[2] + "/loss.csv").read().s
 tail = sum(loss[-75:]) / max(1, len(loss[-75:]))
 pers, drift, speed = num(r"persistence ([\d.]+)"), num(r"colour drift ([\d.]+)"), num(r"speed ([\d.]+);")
 colours, shape = num(r"colours exactly right ([\d.]+)"), num(r"shape right ([\d.]+)")
-print(f"{sys.argv[3]:12s} seed {sys.argv[4]}: persistence {pers} drift {drift} speed {speed} colours {colours} shape {shape} "
+kept = num(r"every asked colour in every frame ([\d.]+)")
+print(f"{sys.argv[3]:12s} seed {sys.argv[4]}: persistence {pers} drift {drift} speed {speed} colours {colours} shape {shape} two kept {kept} "
       f"loss(last 75) {tail:.4f} steps {summary['step']} in {summary['seconds']:.0f} s", flush=True)
 PY
 }

@@ -75,6 +75,8 @@ def main() -> None:
                         "the model's own output, Meng et al. 2022), --refine-times times")
     p.add_argument("--refine-times", type=int, default=1, metavar="K")
     p.add_argument("--grid", metavar="PNG", help="also write the first 8 samples as a frame grid (a row per video)")
+    p.add_argument("--save", metavar="NPZ", help="also save the samples (videos, float16 (N, C, F, H, W) in [-1, 1]) "
+                                                 "and the asked labels (labels, (N, L); none for unconditional models)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu", help="cpu, cuda, auto, ...: where the sampler runs (x_T is drawn on the CPU)")
     args = p.parse_args()
@@ -238,6 +240,11 @@ def main() -> None:
         from vidiff.io import frame_grid, to_frames, write_image
 
         write_image(args.grid, frame_grid(np.stack([to_frames(x) for x in v[:8]])), upscale=4)
+    if args.save:
+        import numpy as np
+
+        np.savez_compressed(args.save, videos=v.clamp(-1, 1).half().numpy(),
+                            **({} if labels is None else {"labels": labels.cpu().numpy()}))
     empty, speed = motion(v)
     which = object_motion(v.clamp(-1, 1))[0]
     sc = "" if not dn.self_conditioning else f", self-conditioning {args.self_cond}" + (

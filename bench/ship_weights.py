@@ -38,9 +38,13 @@ def main() -> None:
     cfg.train.time_budget_minutes = None  # a shipped config describes the model, not a demo budget
     init_from, cfg.train.init_from = cfg.train.init_from, None  # (nor where its run started: that goes to the metadata)
     out = ROOT / "vidiff" / "weights" / args.name
+    metadata = {"source_run": run.name, "step": str(step), **({"init_from": init_from} if init_from else {})}
+    if (out / "model.safetensors").exists():  # the weights replaced (perhaps the very ones this run started from)
+        import hashlib
+
+        metadata["replaces_sha256"] = hashlib.sha256((out / "model.safetensors").read_bytes()).hexdigest()
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "config.json")
-    metadata = {"source_run": run.name, "step": str(step), **({"init_from": init_from} if init_from else {})}
     save_tensors(out / "model.safetensors", load_tensors(weights), metadata=metadata)
     VideoPipeline.from_pretrained(out)  # loads: shapes and config agree
     size = (out / "model.safetensors").stat().st_size / 2**20

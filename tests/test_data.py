@@ -75,6 +75,15 @@ def test_speed_scale_keeps_the_layout_and_scales_the_motion():
     assert torch.allclose(step(slow), step(moving) / 2, atol=1e-4) and step(moving).min() > 0
 
 
+def test_min_objects_from_the_config():
+    from vidiff.config import DataConfig
+    from vidiff.data import build_dataset
+
+    ds = build_dataset(DataConfig(max_objects=3, min_objects=2, length=40), "train")
+    counts = {ds[i]["num_objects"] for i in range(40)}
+    assert counts == {2, 3}
+
+
 def test_bad_parameters_are_refused():
     with pytest.raises(ValueError):
         BouncingShapes(max_objects=9)

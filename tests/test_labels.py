@@ -46,10 +46,10 @@ def test_parse_caption_names_the_problem(text, message):
     assert parse_caption("Green Triangles and a red circle", 2) == [LABELS.index("green triangle"), 0]
 
 
-def _labelled_denoiser(seed=0):
+def _labelled_denoiser(seed=0, label_attention=False):
     torch.manual_seed(seed)
     cfg = ModelConfig(channels=8, channel_mults=(1, 2), spatial_attention_levels=(1,), temporal_attention_levels=(1,),
-                      head_dim=8, self_condition=True, num_labels=len(LABELS))
+                      head_dim=8, self_condition=True, num_labels=len(LABELS), label_attention=label_attention)
     net = VideoUNet(cfg)
     for p in net.parameters():  # zero-initialised layers (output, residual branches): make every input count
         if p.ndim > 1 and not p.any():
@@ -57,8 +57,9 @@ def _labelled_denoiser(seed=0):
     return Denoiser(net, timesteps=50, objective="x0")
 
 
-def test_labels_condition_the_network_as_a_set():
-    d = _labelled_denoiser()
+@pytest.mark.parametrize("label_attention", [False, True])
+def test_labels_condition_the_network_as_a_set(label_attention):
+    d = _labelled_denoiser(label_attention=label_attention)
     x, t = torch.randn(2, 3, 4, 8, 8), torch.tensor([10, 40])
     a = d(x, t, labels=torch.tensor([[0, 7], [3, -1]]))[0]
     assert a.shape == x.shape
@@ -70,6 +71,37 @@ def test_labels_condition_the_network_as_a_set():
     assert torch.allclose(none, d(x, t)[0], atol=1e-6)  # no labels == the unconditional model
     with pytest.raises(ValueError, match="labels must be"):
         d(x, t, labels=torch.tensor([[0, 1]]))
+    wider = d(x, t, labels=torch.tensor([[0, 7, -1], [-1, 3, -1]]))[0]  # an empty slot is no label
+    assert torch.allclose(a, wider, atol=1e-5)
+
+
+def test_label_attention_reads_each_label_and_starts_as_a_no_op():
+    from vidiff.models.layers import LabelAttention
+    from vidiff.training.checkpoint import init_from_weights
+
+    with_attn = _labelled_denoiser(2, label_attention=True)
+    layers = [m for m in with_attn.net.modules() if isinstance(m, LabelAttention)]
+    assert len(layers) == 3 + 1  # level 1 of the encoder, its two decoder blocks, the middle
+    plain = _labelled_denoiser(3)
+    fresh = init_from_weights(with_attn.net, plain.net.state_dict(), "test")  # a trained model gets the layers
+    assert fresh and all(k == "label_null" or ".q." in k or ".kv." in k or ".proj." in k or ".norm." in k for k in fresh)
+    for layer in layers:
+        torch.nn.init.zeros_(layer.proj.weight), torch.nn.init.zeros_(layer.proj.bias)
+    x, t, labels = torch.randn(2, 3, 4, 8, 8), torch.tensor([10, 40]), torch.tensor([[0, 7], [3, -1]])
+    assert torch.allclose(with_attn(x, t, labels=labels)[0], plain(x, t, labels=labels)[0], atol=1e-6)
+    # the layer itself: each position mixes the value vectors of the null token and the visible labels only
+    layer = LabelAttention(8, 16, 4)
+    torch.nn.init.eye_(layer.proj.weight)
+    h, context = torch.randn(2, 8, 2, 3, 3), torch.randn(2, 3, 16)
+    visible = torch.tensor([[True, True, False], [True, False, False]])
+    out = layer(h, context, visible)
+    changed = context.clone()
+    changed[0, 2], changed[1, 1:] = 5.0, -5.0  # hidden tokens
+    assert torch.allclose(out, layer(h, changed, visible), atol=1e-6)
+    changed[0, 1] = 5.0  # a visible one
+    assert not torch.allclose(out[0], layer(h, changed, visible)[0], atol=1e-3)
+    v_null = layer.kv(context[1, 0])[8:]  # the second clip sees only its null token: every position gets its value
+    assert torch.allclose(out[1] - h[1], v_null[:, None, None, None].expand_as(h[1]), atol=1e-5)
 
 
 def test_classifier_free_guidance_combines_the_two_predictions():
@@ -154,6 +186,22 @@ def test_eval_samples_of_a_labelled_model_ask_for_held_out_labels(tmp_path):
     assert generated_samples(run, cfg, 3, 2, "ddim", 0.0, 0, "cpu", 2, tmp_path / "ev", False)[1]["reused"]
 
 
+def test_a_model_with_label_attention_trains_and_samples(tmp_path):
+    from vidiff.training.checkpoint import load_tensors
+
+    run = tmp_path / "run"
+    assert main(["train", "demo", *LABELLED, "model.label_attention=true", "model.spacetime_attention_levels=[0]",
+                 "--out", str(run), "--quiet"]) == 0
+    weights = load_tensors(run / "checkpoints" / "step_00000004" / "model.safetensors")
+    proj = [k for k in weights if k.endswith(".proj.weight") and k.replace(".proj.", ".kv.") in weights]
+    assert len(proj) == 3 + 3 + 1  # levels 0 and 1: one encoder and two decoder blocks each; the middle
+    assert all(weights[k].abs().sum() > 0 for k in proj)  # the zero-initialised outputs learned
+    out = tmp_path / "s"
+    assert main(["sample", str(run), "--num", "2", "--steps", "2", "--prompt", "a red circle and a blue square",
+                 "--out", str(out), "--quiet"]) == 0
+    assert np.load(out / "samples.npy").shape == (2, 4, 16, 16, 3)
+
+
 def test_a_masked_model_with_labels_samples_with_guidance(tmp_path):
     run = tmp_path / "masked"
     assert main(["train", "demo", *LABELLED, "masks.enabled=true", "masks.max_context=2", "--out", str(run),
@@ -175,6 +223,8 @@ def test_prompt_on_an_unconditional_model_is_an_error(tmp_path):
     (["model.num_labels=5"], "must be 18"),
     (["model.num_labels=18", "data.dataset=/nonexistent"], "shapes, or videos in two or more class folders"),
     (["train.label_dropout=1.0"], "label_dropout"),
+    (["model.label_attention=true", "model.num_labels=0"], "label_attention needs model.num_labels > 0"),
+    (["model.label_attention=true", "model.num_labels=18", "model.architecture=dit"], "label_attention needs model.arch"),
 ])
 def test_label_config_errors(overrides, message):
     with pytest.raises(ConfigError, match=message):

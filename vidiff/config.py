@@ -39,7 +39,8 @@ class DataConfig:
     dataset: str = "shapes"  # "shapes" (built in), a folder of videos, or a cache made by `vidiff data prepare`
     num_frames: int = 16  # frames per clip
     size: int = 32  # clips are size x size pixels
-    max_objects: int = 3  # shapes: 1..max_objects objects per clip
+    max_objects: int = 3  # shapes: min_objects..max_objects objects per clip
+    min_objects: int = 1  # shapes: the fewest objects in a clip
     length: int = 100_000  # shapes: number of distinct clips (item i is fixed by seed and i)
     shape_speed: float = 1.0  # shapes: every object's speed times this (0: still clips; the layouts stay the same)
     seed: int = 0  # dataset seed: shapes content; folder/cache clip choice and augmentation (item i fixed by seed, i)
@@ -100,6 +101,10 @@ class ModelConfig:
     # summed into the timestep embedding (Dhariwal & Nichol 2021). A clip with no labels is the unconditional case
     # that classifier-free guidance needs (train.label_dropout).
     num_labels: int = 0
+    # Label cross-attention (U-Net): every level with attention, and the middle, also cross-attends from each
+    # position to the clip's label tokens (a null token and one embedding per label), so that each object can take
+    # its own label where the summed label vector gives every position the same mixture. Needs num_labels > 0.
+    label_attention: bool = False
     # Latent diffusion (Rombach et al. 2022; per frame as in Blattmann et al. 2023): a folder made by
     # `vidiff train-autoencoder` (or a shipped name, "shapes-ae"). The denoiser then works on its latents,
     # (in_channels = its latent_channels, F, size / f, size / f), and samples are decoded to pixels. null: pixels.
@@ -357,6 +362,7 @@ def validate_run(cfg: RunConfig) -> None:
         (d.num_frames >= 1, "data.num_frames must be >= 1"),
         (d.size >= 8, "data.size must be >= 8"),
         (1 <= d.max_objects <= 6, "data.max_objects must be between 1 and 6"),
+        (1 <= d.min_objects <= d.max_objects, "data.min_objects must be between 1 and data.max_objects"),
         (d.length >= 1, "data.length must be >= 1"),
         (d.shape_speed >= 0, "data.shape_speed must be >= 0"),
         (d.frame_stride >= 1, "data.frame_stride must be >= 1"),
@@ -424,6 +430,9 @@ def validate_run(cfg: RunConfig) -> None:
          "train.short_clip_frames must exceed masks.max_context and 2 when masks are enabled (else a short clip's "
          "mask can mark every frame known and the clip teaches nothing)"),
         (m.num_labels >= 0, "model.num_labels must be >= 0 (0: unconditional)"),
+        (not m.label_attention or m.num_labels > 0, "model.label_attention needs model.num_labels > 0"),
+        (not m.label_attention or m.architecture == "unet",
+         "model.label_attention needs model.architecture=unet (the DiT sums its labels into adaLN)"),
     ]
     if m.num_labels:
         from vidiff.data.shapes import LABELS

@@ -221,12 +221,14 @@ def colour_drift(videos, palette=None, threshold: float = 0.5) -> np.ndarray:
     return (tv * present).sum(1) / n
 
 
-def colour_pixels(videos, palette=None, threshold: float = 0.5) -> np.ndarray:
+def colour_pixels(videos, palette=None, threshold: float = 0.5, per_frame: bool = False) -> np.ndarray:
     """Object pixels (as in `colour_drift`) per frame nearest to each palette colour, averaged over each clip's
-    frames: (N, K). In `shapes` clips every object has its own colour, so the number of colours with more than a
-    few pixels counts a clip's objects (an object whose colour drifts counts twice)."""
+    frames: (N, K), or (N, F, K) frame by frame with `per_frame`. In `shapes` clips every object has its own colour,
+    so the number of colours with more than a few pixels counts a clip's objects (an object whose colour drifts
+    counts twice)."""
     obj, label, k = _palette_labels(videos, palette, threshold, "colour_pixels")
-    return np.stack([(obj & (label == i)).sum((1, 2, 3)) for i in range(k)], -1) / obj.shape[1]
+    counts = np.stack([(obj & (label == i)).sum((2, 3)) for i in range(k)], -1)  # (N, F, K)
+    return counts if per_frame else counts.mean(1)
 
 
 def colour_frequencies(videos, palette=None, threshold: float = 0.5) -> np.ndarray:

@@ -242,6 +242,45 @@ class SpaceTimeAttention(_Attention):
         return x + out
 
 
+class LabelAttention(nn.Module):
+    """Cross-attention from every position of a clip to its label tokens: each token can read which objects the
+    clip is asked to show and take one of them, where a summed label vector in the timestep embedding only gives
+    every position the same mixture (Rombach et al. 2022 condition on text tokens this way). The context is a
+    learned null token followed by the clip's label embeddings (B, 1 + L, E), the null token always visible, so a
+    clip without labels (the unconditional case of classifier-free guidance) attends to it alone. The output
+    projection starts at zero: added to a trained network, the layer changes nothing until it learns."""
+
+    def __init__(self, channels: int, context_dim: int, head_dim: int):
+        super().__init__()
+        self.heads = max(1, channels // head_dim)
+        self.norm = group_norm(channels)
+        self.q = nn.Linear(channels, channels)
+        self.kv = nn.Linear(context_dim, 2 * channels)
+        self.proj = zero_module(nn.Linear(channels, channels))
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+        # x (B, C, F, H, W), context (B, S, E), visible (B, S) bool -> (B, C, F, H, W)
+        B, C, Fr, H, W = x.shape
+        q = rearrange(self.q(rearrange(self.norm(x), "b c f h w -> b (f h w) c")), "b l (h d) -> b h l d",
+                      h=self.heads)
+        k, v = rearrange(self.kv(context.to(x.dtype)), "b s (two h d) -> two b h s d", two=2, h=self.heads)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=visible[:, None, None, :])  # (B, heads, FHW, d)
+        out = self.proj(rearrange(out, "b h l d -> b l (h d)"))
+        return x + rearrange(out, "b (f h w) c -> b c f h w", f=Fr, h=H)
+
+
+def label_context(labels: torch.Tensor | None, table: nn.Embedding, null: torch.Tensor,
+                  batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The context of `LabelAttention`: labels (B, L) long, -1 for none, or None (no labels for the whole batch)
+    -> (context (B, 1 + L, E): the null token, then each label's embedding; visible (B, 1 + L) bool)."""
+    if labels is None:
+        return null.expand(batch, 1, -1), torch.ones(batch, 1, dtype=torch.bool, device=null.device)
+    present = labels >= 0  # (B, L)
+    context = torch.cat([null.expand(labels.shape[0], 1, -1), table(labels.clamp(min=0))], dim=1)
+    visible = torch.cat([torch.ones_like(present[:, :1]), present], dim=1)
+    return context, visible
+
+
 class Downsample(nn.Module):
     """Halve H and W with a strided 3x3 conv; with `temporal`, halve F too (a strided 3x3x3 conv)."""
 

@@ -14,18 +14,23 @@ from einops import rearrange
 from torch import nn
 
 from vidiff.config import ModelConfig
-from vidiff.models.layers import (Downsample, ResBlock, SpaceTimeAttention, SpaceTimeConv, SpatialAttention,
-                                  TemporalAttention, Upsample, add_labels, group_norm, stack_inputs, timestep_embedding,
-                                  zero_module)
+from vidiff.models.layers import (Downsample, LabelAttention, ResBlock, SpaceTimeAttention, SpaceTimeConv,
+                                  SpatialAttention, TemporalAttention, Upsample, add_labels, group_norm, label_context,
+                                  stack_inputs, timestep_embedding, zero_module)
 
 
-def _attention(channels: int, cfg: ModelConfig, level: int) -> list[nn.Module]:
+def _attention(channels: int, cfg: ModelConfig, level: int, emb_dim: int) -> list[nn.Module]:
     """The attention layers after each residual block of a level: full space-time attention where the config
-    asks for it (it replaces the factorized pair), else spatial and/or temporal attention."""
+    asks for it (it replaces the factorized pair), else spatial and/or temporal attention; then, with
+    model.label_attention, cross-attention to the clip's labels at every level that has attention."""
     if level in cfg.spacetime_attention_levels:
-        return [SpaceTimeAttention(channels, cfg.head_dim, cfg.rope_frame_scale)]
-    return ([SpatialAttention(channels, cfg.head_dim)] if level in cfg.spatial_attention_levels else []) + \
-        ([TemporalAttention(channels, cfg.head_dim)] if level in cfg.temporal_attention_levels else [])
+        layers = [SpaceTimeAttention(channels, cfg.head_dim, cfg.rope_frame_scale)]
+    else:
+        layers = ([SpatialAttention(channels, cfg.head_dim)] if level in cfg.spatial_attention_levels else []) + \
+            ([TemporalAttention(channels, cfg.head_dim)] if level in cfg.temporal_attention_levels else [])
+    if layers and cfg.label_attention:
+        layers.append(LabelAttention(channels, emb_dim, cfg.head_dim))
+    return layers
 
 
 class _Level(nn.Module):
@@ -37,13 +42,19 @@ class _Level(nn.Module):
         for cin in channels_in:
             block = ResBlock(cin, cout, emb_dim, cfg.temporal_conv, cfg.dropout, cfg.temporal_init,
                              cfg.temporal_padding)
-            self.blocks.append(nn.ModuleList([block, *_attention(cout, cfg, level)]))
+            self.blocks.append(nn.ModuleList([block, *_attention(cout, cfg, level, emb_dim)]))
 
 
-def _apply(layers: nn.ModuleList, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-    h = layers[0](h, emb)
-    for attn in layers[1:]:
-        h = attn(h)
+def _apply(layers, h: torch.Tensor, emb: torch.Tensor, context) -> torch.Tensor:
+    """A residual block (if `layers` starts with one) and its attention layers; context: `label_context`'s
+    (context, visible) pair for the label cross-attention, or None."""
+    for layer in layers:
+        if isinstance(layer, ResBlock):
+            h = layer(h, emb)
+        elif isinstance(layer, LabelAttention):
+            h = layer(h, *context)
+        else:
+            h = layer(h)
     return h
 
 
@@ -56,6 +67,8 @@ class VideoUNet(nn.Module):
         self.time_mlp = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         if cfg.num_labels:  # one learned vector per label, summed over a clip's labels into the timestep embedding
             self.label_emb = nn.Embedding(cfg.num_labels, emb_dim)
+            if cfg.label_attention:  # and the tokens that the label cross-attention reads: a null token, then these
+                self.label_null = nn.Parameter(torch.zeros(emb_dim))
         p2 = cfg.patch_size**2
         cin = cfg.in_channels * (2 if cfg.self_condition else 1) + cfg.cond_channels
         self.conv_in = SpaceTimeConv(cin * p2, ch, "none")
@@ -82,6 +95,9 @@ class VideoUNet(nn.Module):
             self.mid_spatial = SpatialAttention(cur, cfg.head_dim)
             self.mid_temporal = TemporalAttention(cur, cfg.head_dim)
             self.mid_attention = [self.mid_spatial, self.mid_temporal]
+        if cfg.label_attention:
+            self.mid_label_attention = LabelAttention(cur, emb_dim, cfg.head_dim)
+            self.mid_attention = [*self.mid_attention, self.mid_label_attention]
         self.mid2 = ResBlock(cur, cur, emb_dim, cfg.temporal_conv, cfg.dropout, cfg.temporal_init,
                              cfg.temporal_padding)
 
@@ -116,6 +132,9 @@ class VideoUNet(nn.Module):
         x = stack_inputs(self.config, x, cond, x_self)  # (B, C', F, H, W)
         emb = self.time_mlp(timestep_embedding(c_noise, self.config.channels).to(x.dtype))  # (B, E) or (B, F, E)
         emb = add_labels(emb, labels, getattr(self, "label_emb", None))  # (B, E) or (B, F, E)
+        context = None  # the label cross-attention's (B, 1 + L, E) tokens and (B, 1 + L) visibility
+        if self.config.label_attention:
+            context = label_context(labels, self.label_emb, self.label_null, x.shape[0])
 
         p = self.config.patch_size
         H, W = x.shape[-2:]
@@ -132,20 +151,19 @@ class VideoUNet(nn.Module):
         hs = [h]
         for lv, level in enumerate(self.down):
             for layers in level.blocks:
-                h = _apply(layers, h, emb)
+                h = _apply(layers, h, emb, context)
                 hs.append(h)
             if lv < len(self.downsample):
                 h = self.downsample[lv](h)  # (B, C', F, H/2, W/2)
                 hs.append(h)
 
         h = self.mid1(h, emb)
-        for attn in self.mid_attention:
-            h = attn(h)
+        h = _apply(self.mid_attention, h, emb, context)
         h = self.mid2(h, emb)
 
         for i, level in enumerate(self.up):
             for layers in level.blocks:
-                h = _apply(layers, torch.cat([h, hs.pop()], dim=1), emb)
+                h = _apply(layers, torch.cat([h, hs.pop()], dim=1), emb, context)
             if i < len(self.upsample):
                 h = self.upsample[i](h)
         out = self.conv_out(F.silu(self.norm_out(h)))
