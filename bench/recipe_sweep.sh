@@ -5,8 +5,8 @@
 #
 #   OUT=results STEPS=774 SEEDS="0 1 2 3" VARIANTS="scratch img" IMG=path/to/image_model bash bench/recipe_sweep.sh
 #
-# Variants: scratch (the demo preset), img (the preset from the image model IMG: train.init_from), img-lr1e-3
-# (the same at half the learning rate), img-nc (noise shared half by all frames, diffusion.noise_correlation=0.5,
+# Variants: scratch (the demo preset), img (the preset from the image model IMG: train.init_from), img-lr1e-3 and
+# img-lr5e-4 (the same at that learning rate), img-nc (noise shared half by all frames, diffusion.noise_correlation=0.5,
 # as when PYoCo turns an image model into a video model), img-rep (model.temporal_padding=replicate), img-nc-rep,
 # img-tmp (only the temporal layers train: train.trainable=[temporal]) and img-tmpattn (the temporal layers and every
 # attention layer), img-fd (a loss on the frame-to-frame differences of the error, diffusion.frame_difference_weight=1)
@@ -27,6 +27,7 @@ one() {  # variant seed
         scratch) ;;
         img) extra="train.init_from=$IMG" ;;
         img-lr1e-3) extra="train.init_from=$IMG train.lr=1e-3" ;;
+        img-lr5e-4) extra="train.init_from=$IMG train.lr=5e-4" ;;
         img-nc) extra="train.init_from=$IMG diffusion.noise_correlation=0.5" ;;
         img-rep) extra="train.init_from=$IMG model.temporal_padding=replicate" ;;
         img-nc-rep) extra="train.init_from=$IMG diffusion.noise_correlation=0.5 model.temporal_padding=replicate" ;;

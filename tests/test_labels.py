@@ -75,6 +75,20 @@ def test_labels_condition_the_network_as_a_set(label_attention):
     assert torch.allclose(a, wider, atol=1e-5)
 
 
+@pytest.mark.parametrize("spacetime", [(), (0, 1)])
+def test_label_attention_follows_every_attention_layer(spacetime):
+    from vidiff.models.layers import LabelAttention
+
+    cfg = ModelConfig(channels=8, channel_mults=(1, 2), spatial_attention_levels=(1,), temporal_attention_levels=(1,),
+                      spacetime_attention_levels=spacetime, head_dim=8, num_labels=len(LABELS), label_attention=True)
+    net = VideoUNet(cfg)
+    layers = [m for m in net.modules() if isinstance(m, LabelAttention)]
+    assert len(layers) == (3 if spacetime else 0) + 3 + 1  # three blocks per level with attention, and the middle
+    assert net.mid_layers[-1] is net.mid_label_attention
+    out = net(torch.randn(2, 3, 4, 8, 8), torch.rand(2), labels=torch.tensor([[0, 7], [3, -1]]))
+    assert out.shape == (2, 3, 4, 8, 8)
+
+
 def test_label_attention_reads_each_label_and_starts_as_a_no_op():
     from vidiff.models.layers import LabelAttention
     from vidiff.training.checkpoint import init_from_weights

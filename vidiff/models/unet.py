@@ -95,9 +95,10 @@ class VideoUNet(nn.Module):
             self.mid_spatial = SpatialAttention(cur, cfg.head_dim)
             self.mid_temporal = TemporalAttention(cur, cfg.head_dim)
             self.mid_attention = [self.mid_spatial, self.mid_temporal]
+        self.mid_layers = list(self.mid_attention)  # (a plain list: the modules are registered under their names)
         if cfg.label_attention:
             self.mid_label_attention = LabelAttention(cur, emb_dim, cfg.head_dim)
-            self.mid_attention = [*self.mid_attention, self.mid_label_attention]
+            self.mid_layers.append(self.mid_label_attention)
         self.mid2 = ResBlock(cur, cur, emb_dim, cfg.temporal_conv, cfg.dropout, cfg.temporal_init,
                              cfg.temporal_padding)
 
@@ -158,7 +159,7 @@ class VideoUNet(nn.Module):
                 hs.append(h)
 
         h = self.mid1(h, emb)
-        h = _apply(self.mid_attention, h, emb, context)
+        h = _apply(self.mid_layers, h, emb, context)
         h = self.mid2(h, emb)
 
         for i, level in enumerate(self.up):
