@@ -89,13 +89,15 @@ class VideoUNet(nn.Module):
 
         self.mid1 = ResBlock(cur, cur, emb_dim, cfg.temporal_conv, cfg.dropout, cfg.temporal_init,
                              cfg.temporal_padding)
+        # The middle's attention layers, in order (a plain list: each module is registered under its own name, those
+        # of older checkpoints)
         if len(mults) - 1 in cfg.spacetime_attention_levels:
             self.mid_attention = nn.ModuleList([SpaceTimeAttention(cur, cfg.head_dim, cfg.rope_frame_scale)])
-        else:  # (the names of the factorized pair are those of older checkpoints)
+            self.mid_layers = list(self.mid_attention)
+        else:
             self.mid_spatial = SpatialAttention(cur, cfg.head_dim)
             self.mid_temporal = TemporalAttention(cur, cfg.head_dim)
-            self.mid_attention = [self.mid_spatial, self.mid_temporal]
-        self.mid_layers = list(self.mid_attention)  # (a plain list: the modules are registered under their names)
+            self.mid_layers = [self.mid_spatial, self.mid_temporal]
         if cfg.label_attention:
             self.mid_label_attention = LabelAttention(cur, emb_dim, cfg.head_dim)
             self.mid_layers.append(self.mid_label_attention)
