@@ -3,9 +3,9 @@
     python bench/sample_checks.py RUN [--threads 2] [--no-memorisation]
 
 - persistence: per video, the fewest object pixels (max channel > 0.5 on [0, 1]) in a frame over the most,
-  averaged over 32 samples (`vidiff sample`'s default sampler, DDPM 250 steps, seed 0, unless
+  averaged over 32 samples (`vidiff sample`'s default sampler, DDPM 100 steps, seed 0, unless
   --num/--steps/--sampler/--eta/--seed; the tables of docs/benchmarks.md before its "Fourth round" used DDIM 25 steps,
-  those of the fourth round DDPM 100); objects that vanish
+  `shapes32`'s first table DDPM 250); objects that vanish
   mid-clip pull it down. Printed with the same score for 64 held-out real clips. Also the std over frames
   of the mean object colour.
 - empty: the fraction of samples with no object pixels at all (real clips always hold 1 to max_objects).
