@@ -38,6 +38,7 @@ def test_yaml_file_and_override_precedence(tmp_path):
     (["diffusion.noise_correlation=1"], "diffusion.noise_correlation must be in [0, 1)"),
     (["diffusion.shift=0"], "diffusion.shift must be > 0"),
     (["data.shape_speed=-1"], "data.shape_speed must be >= 0"),
+    (["data.still_fraction=1.5"], "data.still_fraction must be between 0 and 1"),
     (["data.min_objects=3", "data.max_objects=2"], "data.min_objects must be between 1 and data.max_objects"),
     (["model.rope_frame_scale=-1"], "model.rope_frame_scale must be >= 0"),
     (["model.temporal_downsample_levels=[2]"], "must lie in 0..1 (a level followed by a downsampling)"),

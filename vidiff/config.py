@@ -43,6 +43,7 @@ class DataConfig:
     min_objects: int = 1  # shapes: the fewest objects in a clip
     length: int = 100_000  # shapes: number of distinct clips (item i is fixed by seed and i)
     shape_speed: float = 1.0  # shapes: every object's speed times this (0: still clips; the layouts stay the same)
+    still_fraction: float = 0.0  # shapes: this share of the clips does not move at all (the others stay the same)
     seed: int = 0  # dataset seed: shapes content; folder/cache clip choice and augmentation (item i fixed by seed, i)
     frame_stride: int = 1  # folder: take every k-th source frame (ignored when fps is set); cache: fixed at prepare
     fps: Optional[float] = None  # folder: resample every video to this frame rate (null = use frame_stride)
@@ -365,6 +366,7 @@ def validate_run(cfg: RunConfig) -> None:
         (1 <= d.min_objects <= d.max_objects, "data.min_objects must be between 1 and data.max_objects"),
         (d.length >= 1, "data.length must be >= 1"),
         (d.shape_speed >= 0, "data.shape_speed must be >= 0"),
+        (0 <= d.still_fraction <= 1, "data.still_fraction must be between 0 and 1"),
         (d.frame_stride >= 1, "data.frame_stride must be >= 1"),
         (d.fps is None or d.fps > 0, "data.fps must be > 0 or null"),
         (d.short_videos in ("skip", "loop", "pad"), "data.short_videos must be skip, loop or pad"),

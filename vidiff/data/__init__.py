@@ -18,7 +18,8 @@ def build_dataset(cfg, split: str = "train"):
     if cfg.dataset == "shapes":
         seed = cfg.seed if split == "train" else cfg.seed + 1_000_003
         return BouncingShapes(num_frames=cfg.num_frames, size=cfg.size, max_objects=cfg.max_objects,
-                              min_objects=cfg.min_objects, seed=seed, length=cfg.length, speed_scale=cfg.shape_speed)
+                              min_objects=cfg.min_objects, seed=seed, length=cfg.length, speed_scale=cfg.shape_speed,
+                              still_fraction=cfg.still_fraction)
     path = Path(cfg.dataset).expanduser()
     if path.exists():
         from vidiff.data.cache import CachedClips, is_cache

@@ -104,7 +104,7 @@ class BouncingShapes(Dataset):
     """
 
     def __init__(self, num_frames: int = 16, size: int = 32, max_objects: int = 3, seed: int = 0,
-                 length: int = 100_000, min_objects: int = 1, speed_scale: float = 1.0):
+                 length: int = 100_000, min_objects: int = 1, speed_scale: float = 1.0, still_fraction: float = 0.0):
         if not 1 <= min_objects <= max_objects <= len(COLORS):
             raise ValueError(f"need 1 <= min_objects <= max_objects <= {len(COLORS)}")
         self.num_frames, self.size, self.max_objects = num_frames, size, max_objects
@@ -112,6 +112,9 @@ class BouncingShapes(Dataset):
         if speed_scale < 0:
             raise ValueError(f"speed_scale must be >= 0, got {speed_scale}")
         self.speed_scale = speed_scale  # multiplies every object's speed (0: still clips, the same layout in every frame)
+        if not 0 <= still_fraction <= 1:
+            raise ValueError(f"still_fraction must be in [0, 1], got {still_fraction}")
+        self.still_fraction = still_fraction  # this share of the clips (chosen by seed and index) does not move at all
         ss = SUPERSAMPLE
         coords = (np.arange(size * ss) + 0.5) / ss  # sub-pixel centres, in pixel units
         self._gx, self._gy = np.meshgrid(coords, coords)  # (S, S)
@@ -130,6 +133,9 @@ class BouncingShapes(Dataset):
         lo, hi = radius[:, None], s - radius[:, None]
         start = rng.uniform(lo, hi, (n, 2))
         speed = rng.uniform(0.5, 1.5, n) * s / 32 * self.speed_scale
+        # A still clip is drawn from its own stream, so that the other clips stay what they are without it
+        if self.still_fraction > 0 and np.random.default_rng([self.seed, index, 1]).random() < self.still_fraction:
+            speed = speed * 0
         angle = rng.uniform(0, 2 * np.pi, n)
         velocity = np.stack([np.cos(angle), np.sin(angle)], 1) * speed[:, None]
         return {
