@@ -76,6 +76,36 @@ def test_a_time_budgeted_run_ends_its_lr_decay_with_the_budget(tiny_config, tmp_
     assert lrs[-1] < low + 0.1 * (peak - low), lrs  # nearly all the way by the budget's end, far from train.steps
 
 
+def test_a_time_budgeted_runs_bar_counts_to_the_budgets_end(tiny_config, tmp_path, monkeypatch):
+    import tqdm.auto
+
+    import vidiff.training.loop as loop
+
+    seen = []  # (steps done, the bar's total) after every step
+
+    class Bar(tqdm.auto.tqdm):
+        def update(self, n=1):
+            out = super().update(n)
+            if getattr(self, "desc", "").startswith("training"):
+                seen.append((self.n, self.total))
+            return out
+
+        def close(self):
+            if getattr(self, "desc", "").startswith("training"):
+                seen.append((self.n, self.total))
+            return super().close()
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
+    clock = iter(range(10**6))  # each reading of the clock is one second later
+    monkeypatch.setattr(loop.time, "perf_counter", lambda: float(next(clock)))
+    tiny_config.train.steps = 1000
+    tiny_config.train.time_budget_minutes = 1.0
+    summary = train(tiny_config, tmp_path / "run", progress=True)
+    assert summary["stopped_early"] and seen[-1] == (summary["step"], summary["step"])  # ends full, not at 1000
+    assert all(n <= total for n, total in seen)  # never past its end
+    assert all(abs(total - summary["step"]) <= 3 for _, total in seen[4:])  # a steady pace: the end foreseen early
+
+
 def test_batches_are_a_function_of_the_step():
     s = StepBatchSampler(length=10, batch_size=4, seed=1)
     it = iter(s)

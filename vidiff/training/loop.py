@@ -457,6 +457,13 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, max_step
             if want_stop and step < end_step:
                 stopped_early = True
                 end_step = step
+                bar.total = step  # a run ended by its time budget ends its bar full
+                bar.refresh()
+            elif budget is not None:
+                # The bar's total is the step the budget will end at at the current pace (not train.steps, which a
+                # budgeted run may never reach), so that the time left it shows is the budget's
+                per_step = elapsed / (step - start_step)
+                bar.total = min(end_step, step + max(1, round((budget - elapsed) / per_step)))
             if is_main and (step % tc.checkpoint_every == 0 or step == end_step):
                 save_checkpoint(run_dir, step, net, ema, optimizer, keep=tc.keep_checkpoints,
                                 extra={"seconds": seconds_before + time.perf_counter() - t_start})
