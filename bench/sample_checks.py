@@ -42,7 +42,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vidiff.config import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS  # noqa: E402
+from vidiff.config import DEFAULT_GUIDANCE, DEFAULT_GUIDANCE_PER_LABEL, DEFAULT_SAMPLER, DEFAULT_STEPS  # noqa: E402
 
 
 def persistence(v: torch.Tensor) -> tuple[float, float]:
@@ -161,6 +161,9 @@ def main() -> None:
                    "instead of drawing new samples; RUN still names the data config")
     p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE,
                    help=f"label-conditioned models: classifier-free guidance weight (default: {DEFAULT_GUIDANCE:g})")
+    p.add_argument("--guidance-per-label", type=float, default=DEFAULT_GUIDANCE_PER_LABEL, metavar="W",
+                   help="added to --guidance for each asked label past the first, as vidiff sample does (default: "
+                        f"{DEFAULT_GUIDANCE_PER_LABEL:g}; 0 for the rounds before the twenty-fourth)")
     p.add_argument("--guidance-below", type=int, default=None, metavar="T",
                    help="guide only at timesteps <= T (a guidance interval; default: every step)")
     p.add_argument("--no-memorisation", action="store_true", help="skip the nearest-training-clip check")
@@ -180,7 +183,8 @@ def main() -> None:
     if not args.samples:
         v = pipe(num_videos=args.num, num_inference_steps=args.steps, sampler=args.sampler, eta=args.eta,
                  generator=torch.Generator().manual_seed(args.seed), progress=False, labels=labels,
-                 guidance_scale=args.guidance, guidance_below=args.guidance_below).videos
+                 guidance_scale=args.guidance, guidance_below=args.guidance_below,
+                 guidance_per_label=args.guidance_per_label).videos
     ev = build_dataset(cfg.data, "eval")
     real = torch.stack([ev[i]["video"] for i in range(min(64, len(ev)))])
     (ps, cs), (pr, cr) = persistence(v), persistence(real)

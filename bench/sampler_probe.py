@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from vidiff.config import DEFAULT_GUIDANCE  # noqa: E402
+from vidiff.config import DEFAULT_GUIDANCE, DEFAULT_GUIDANCE_PER_LABEL  # noqa: E402
 
 
 def main() -> None:
@@ -49,6 +49,9 @@ def main() -> None:
     p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE,
                    help="label-conditioned models: classifier-free guidance weight; each sample asks for the labels "
                         f"of a held-out clip (default: {DEFAULT_GUIDANCE:g})")
+    p.add_argument("--guidance-per-label", type=float, default=DEFAULT_GUIDANCE_PER_LABEL, metavar="W",
+                   help="added to --guidance for each asked label past the first (as vidiff sample does; 0 for the "
+                        f"rounds before the twenty-fourth; default: {DEFAULT_GUIDANCE_PER_LABEL:g})")
     p.add_argument("--guidance-below", type=int, default=None, metavar="T",
                    help="guide only at timesteps <= T, the conditional model alone above (a guidance interval, "
                         "Kynkaanniemi et al. 2024)")
@@ -135,8 +138,9 @@ def main() -> None:
         from vidiff.pipeline import VideoPipeline
 
         labels = VideoPipeline(dn, cfg, device).dataset_labels(args.num, args.seed).to(device)
-        fn = classifier_free_guidance(denoise, labels, args.guidance, max_t=args.guidance_below)
-        guided = f", guidance {args.guidance:g}" + (
+        fn = classifier_free_guidance(denoise, labels, args.guidance, max_t=args.guidance_below,
+                                      per_label=args.guidance_per_label)
+        guided = f", guidance {args.guidance:g} (+{args.guidance_per_label:g} per label past the first)" + (
             f" at t <= {args.guidance_below}" if args.guidance_below is not None else "")
     # Skip guidance and frame guidance both push the (guided) estimate away from a weaker one: x0 += S (x0(labels) -
     # x0_weak(labels)), the conditional estimate x0(labels) coming from the same batched pass as classifier-free guidance.

@@ -139,6 +139,13 @@ def test_classifier_free_guidance_combines_the_two_predictions():
     assert torch.allclose(x0[2], c[0][2], atol=1e-5) and torch.allclose(eps[2], c[1][2], atol=1e-5)
     x0, _ = classifier_free_guidance(d, labels, 3.0, max_t=4)(x, t, x_self=x_self)  # all above: one plain call
     assert torch.allclose(x0, c[0], atol=1e-5)
+    # a weight per sample: 2 + 1.5 for each label past the first (two labels: 3.5, one: 2)
+    x0, eps = classifier_free_guidance(d, labels, 2.0, per_label=1.5)(x, t, x_self=x_self)
+    w = torch.tensor([3.5, 2.0, 3.5])[:, None, None, None, None]
+    assert torch.allclose(x0, u[0] + w * (c[0] - u[0]), atol=1e-4)
+    assert torch.allclose(eps, u[1] + w * (c[1] - u[1]), atol=1e-4)
+    x0, _ = classifier_free_guidance(d, labels[1:2], 1.0, per_label=1.5)(x[1:2], t[1:2], x_self=x_self[1:2])
+    assert torch.allclose(x0, c[0][1:2], atol=1e-5)  # one label, weight 1: the conditional model alone
 
 
 def test_training_sees_the_batch_labels_and_drops_a_fraction(tmp_path, monkeypatch):
@@ -178,6 +185,12 @@ def test_sample_with_prompts_and_the_errors(tmp_path):
         "sample_002: a red circle and a blue square"]
     assert main(["sample", str(run), "--num", "2", "--steps", "3", "--prompt", "a red circle", "--guidance-below",
                  "25", "--out", str(tmp_path / "b"), "--quiet"]) == 0
+    # the weight grows with the asked objects: only the two-object video changes with --guidance-per-label
+    two_one = ["--num", "2", "--steps", "3", "--prompt", "a red circle and a blue square", "--prompt", "a green triangle"]
+    for w in ("0", "1"):
+        assert main(["sample", str(run), *two_one, "--guidance-per-label", w, "--out", str(tmp_path / w), "--quiet"]) == 0
+    flat, grown = (np.load(tmp_path / w / "samples.npy") for w in ("0", "1"))
+    assert np.array_equal(flat[1], grown[1]) and not np.array_equal(flat[0], grown[0])
     # without prompts: the labels of held-out clips, different per seed
     assert main(["sample", str(run), "--num", "4", "--steps", "2", "--out", str(tmp_path / "d"), "--quiet"]) == 0
     assert len((tmp_path / "d" / "captions.txt").read_text().splitlines()) == 4

@@ -11,7 +11,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from vidiff.config import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS, default_steps
+from vidiff.config import DEFAULT_GUIDANCE, DEFAULT_GUIDANCE_PER_LABEL, DEFAULT_SAMPLER, DEFAULT_STEPS, default_steps
 from vidiff.errors import ConfigError, VidiffError
 
 PRESETS_DIR = resources.files("vidiff") / "presets"
@@ -131,7 +131,8 @@ def cmd_data_inspect(args) -> int:
 
 def _sample_to(run: str, out: Path, num: int, steps: int, sampler: str, eta: float, seed: int, fps: float,
                device: str, quiet: bool, prompts: list[str] | None = None, guidance: float = DEFAULT_GUIDANCE,
-               motion_boost: float = 0.0, guidance_below: int | None = None) -> None:
+               motion_boost: float = 0.0, guidance_below: int | None = None,
+               guidance_per_label: float = DEFAULT_GUIDANCE_PER_LABEL) -> None:
     import torch
 
     from vidiff.io import write_samples
@@ -147,11 +148,13 @@ def _sample_to(run: str, out: Path, num: int, steps: int, sampler: str, eta: flo
     t0 = time.perf_counter()
     result = pipe(num_videos=num, num_inference_steps=steps, sampler=sampler, eta=eta,
                   generator=torch.Generator().manual_seed(seed), progress=not quiet, labels=labels,
-                  guidance_scale=guidance, motion_boost=motion_boost, guidance_below=guidance_below)
+                  guidance_scale=guidance, motion_boost=motion_boost, guidance_below=guidance_below,
+                  guidance_per_label=guidance_per_label)
     seconds = time.perf_counter() - t0
     write_samples(out, result.frames(), fps=fps)
     below = f" at t <= {guidance_below}" if guidance_below is not None else ""
-    how = f"{sampler}, {steps} steps" + (f", guidance {guidance:g}{below}" if labels is not None else "") + \
+    per_label = f" (+{guidance_per_label:g} per object past the first)" if guidance_per_label else ""
+    how = f"{sampler}, {steps} steps" + (f", guidance {guidance:g}{per_label}{below}" if labels is not None else "") + \
         (f", motion boost {motion_boost:g}" if motion_boost else "")
     print(f"sampled {num} videos ({how}) in {seconds:.1f} s ({seconds / num:.2f} s per video) -> {out}")
     if labels is not None:
@@ -163,7 +166,8 @@ def _sample_to(run: str, out: Path, num: int, steps: int, sampler: str, eta: flo
 def cmd_sample(args) -> int:
     out = Path(args.out) if args.out else (Path(args.run) / "samples" if Path(args.run).is_dir() else Path("samples"))
     _sample_to(args.run, out, args.num, args.steps, args.sampler, args.eta, args.seed, args.fps, args.device,
-               args.quiet, args.prompt, args.guidance, args.motion_boost, args.guidance_below)
+               args.quiet, args.prompt, args.guidance, args.motion_boost, args.guidance_below,
+               args.guidance_per_label)
     return 0
 
 
@@ -186,7 +190,7 @@ def cmd_demo(args) -> int:
         return 130 if summary["interrupted_by"] == "SIGINT" else 143
     print(f"training time: {(time.perf_counter() - t0) / 60:.1f} min ({summary['step']} steps)")
     _sample_to(str(out), out / "samples", args.num, args.steps, args.sampler, 0.0, args.seed, 8, "auto", args.quiet,
-               guidance=args.guidance)
+               guidance=args.guidance, guidance_per_label=args.guidance_per_label)
     print(f"look at {out / 'samples' / 'grid.gif'} (all videos) or the per-video mp4/gif files there")
     return 0
 
@@ -269,6 +273,9 @@ def cmd_report(args) -> int:
 SAMPLER_HELP = ("ddpm (ancestral, fresh noise each step: objects keep their colour; the default) or ddim "
                 "(deterministic: faster to converge in steps, but 2-4x the colour drift on the shapes models: "
                 "docs/benchmarks.md)")
+PER_LABEL_HELP = (f"label-conditioned models: added to the guidance weight for each asked label past the first "
+                  f"(an object, or a class), so that a video asked for two objects holds both (default: "
+                  f"{DEFAULT_GUIDANCE_PER_LABEL:g}; 0: the same weight for every video)")
 STEPS_HELP = (f"sampling steps (default: {DEFAULT_STEPS}, or every timestep of a model trained with fewer; with "
               "ddpm, fewer steps make objects fade and change colour more often: 100 steps take 40%% of the time)")
 
@@ -285,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "conditioned on each clip's objects: 'a red circle and a blue square') within a "
                                    "time budget, then sample videos into OUT/samples, each asked to show the objects "
                                    "of a random held-out clip (OUT/samples/captions.txt), with classifier-free "
-                                   "guidance 2.")
+                                   "guidance 2 (3 for a video asked for two objects).")
     d.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
     d.add_argument("--minutes", type=float, default=None,
                    help="training time budget in minutes (default: the demo preset's train.time_budget_minutes, "
@@ -297,6 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE,
                    help=f"classifier-free guidance weight (1: none; default: {DEFAULT_GUIDANCE:g})")
+    d.add_argument("--guidance-per-label", type=float, default=DEFAULT_GUIDANCE_PER_LABEL, metavar="W",
+                   help=PER_LABEL_HELP)
     d.add_argument("--fresh", action="store_true", help="start over even if OUT holds an earlier demo run")
     d.add_argument("--quiet", action="store_true", help="no progress bars")
     d.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.steps=100")
@@ -396,6 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE,
                    help=f"label-conditioned models: classifier-free guidance weight (1: none; default: "
                         f"{DEFAULT_GUIDANCE:g})")
+    s.add_argument("--guidance-per-label", type=float, default=DEFAULT_GUIDANCE_PER_LABEL, metavar="W",
+                   help=PER_LABEL_HELP)
     s.add_argument("--guidance-below", type=int, default=None, metavar="T",
                    help="guide only at timesteps <= T, the conditional model alone above (a guidance interval): "
                         "shapes32 with 600 draws objects of the real size (10.3%% of the pixels against 15.4%% with "

@@ -27,6 +27,9 @@ from vidiff.errors import ConfigError
 DEFAULT_SAMPLER = "ddpm"
 DEFAULT_STEPS = 100
 DEFAULT_GUIDANCE = 2.0  # classifier-free guidance weight for label-conditioned models (1: no guidance)
+# ... plus this for each asked label past the first (two objects: 3): the labels' embeddings are summed, and a clip
+# asked for two objects holds both far more often with the stronger weight (docs/benchmarks.md, twenty-fourth round)
+DEFAULT_GUIDANCE_PER_LABEL = 1.0
 
 
 def default_steps(timesteps: int) -> int:

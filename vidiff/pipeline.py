@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from vidiff.build import build_autoencoder, build_denoiser, sample_shape
-from vidiff.config import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, RunConfig, default_steps, load_config
+from vidiff.config import DEFAULT_GUIDANCE, DEFAULT_GUIDANCE_PER_LABEL, DEFAULT_SAMPLER, RunConfig, default_steps, load_config
 from vidiff.diffusion import SAMPLERS, sample
 from vidiff.diffusion.guidance import classifier_free_guidance, masked_model_denoise, motion_boost as boost_motion
 from vidiff.errors import CheckpointError, VidiffError
@@ -67,9 +67,11 @@ class VideoPipeline:
                  eta: float = 0.0, generator: Optional[torch.Generator] = None, batch_size: int = 16,
                  progress: bool = True, labels: Optional[torch.Tensor] = None,
                  guidance_scale: float = DEFAULT_GUIDANCE, motion_boost: float = 0.0,
-                 guidance_below: Optional[int] = None) -> VideoPipelineOutput:
+                 guidance_below: Optional[int] = None,
+                 guidance_per_label: float = DEFAULT_GUIDANCE_PER_LABEL) -> VideoPipelineOutput:
         """`labels` (num_videos, L) long (-1: empty slot), for a label-conditioned model: each video shows its
-        labels, with classifier-free guidance of weight `guidance_scale`. Without labels such a model samples
+        labels, with classifier-free guidance of weight `guidance_scale`, plus `guidance_per_label` for each label
+        past the first (a video asked for two objects: 3 by default). Without labels such a model samples
         unconditionally. `guidance_below`: guide only at timesteps <= it (the conditional model alone above: objects
         of the right size, docs/benchmarks.md, tenth round). `motion_boost` > 0 pushes the estimates of the noisier
         half of the steps away from a clip without motion (`vidiff.diffusion.guidance.motion_boost`): faster
@@ -102,7 +104,8 @@ class VideoPipeline:
             shape = sample_shape(self.config, n, self.autoencoder)
             denoise = masked_model_denoise(self.denoiser) if self.config.masks.enabled else self.denoiser
             if labels is not None:
-                denoise = classifier_free_guidance(denoise, labels[start:start + n], guidance_scale, guidance_below)
+                denoise = classifier_free_guidance(denoise, labels[start:start + n], guidance_scale, guidance_below,
+                                                   per_label=guidance_per_label)
             if motion_boost:
                 denoise = boost_motion(denoise, motion_boost, min_t=T // 2)
             x = sample(denoise, shape, self.denoiser.alphas_cumprod, sampler=sampler, num_steps=num_inference_steps,

@@ -121,7 +121,8 @@ def _replace(x_t, t, known, mask, denoiser, generator):
     return torch.where(m > 0.5, noisy_known, x_t)
 
 
-def classifier_free_guidance(denoiser, labels: torch.Tensor, scale: float = 1.0, max_t: Optional[int] = None):
+def classifier_free_guidance(denoiser, labels: torch.Tensor, scale: float = 1.0, max_t: Optional[int] = None,
+                             per_label: float = 0.0):
     """Classifier-free guidance (Ho & Salimans 2022) for a label-conditioned model trained with label dropout:
         x^0 = x^0(no labels) + w * (x^0(labels) - x^0(no labels)),   w = `scale`,
     and eps likewise (both are affine in the network output, so they stay consistent). w = 1 is the conditional
@@ -129,19 +130,23 @@ def classifier_free_guidance(denoiser, labels: torch.Tensor, scale: float = 1.0,
     labels: (B, L) long indices, -1 for an empty slot. The two predictions share one batched network call.
     `max_t`: guide only at timesteps t <= max_t and use the conditional model alone above (a guidance interval,
     Kynkaanniemi et al. 2024: guidance at high noise is what makes objects too large, docs/benchmarks.md, tenth
-    round). `denoiser`: a Denoiser, or a wrapper that takes labels= (masked_model_denoise without known frames)."""
+    round). `per_label`: each sample's w is `scale` + per_label * (its number of labels - 1), so that a clip asked
+    for two objects is guided harder than a clip asked for one. `denoiser`: a Denoiser, or a wrapper that takes
+    labels= (masked_model_denoise without known frames)."""
+    counts = (labels >= 0).sum(-1).clamp(min=1)  # (B,) labels asked per sample
+    weights = scale + per_label * (counts - 1)  # (B,)
 
     def denoise(x_t, t, x_self=None):
         lab = labels.to(x_t.device)
-        if scale == 1.0 or (max_t is not None and bool((t > max_t).all())):
+        if bool((weights == 1.0).all()) or (max_t is not None and bool((t > max_t).all())):
             return denoiser(x_t, t, x_self=x_self, labels=lab)
-        if scale == 0.0:
+        if bool((weights == 0.0).all()):
             return denoiser(x_t, t, x_self=x_self, labels=torch.full_like(lab, -1))
         xs = None if x_self is None else torch.cat([x_self, x_self])
         x0, eps = denoiser(torch.cat([x_t, x_t]), torch.cat([t, t]), x_self=xs,
                            labels=torch.cat([lab, torch.full_like(lab, -1)]))  # (2B, C, F, H, W) each
         (x0_c, x0_u), (eps_c, eps_u) = x0.chunk(2), eps.chunk(2)
-        w = torch.full_like(t, scale, dtype=x0.dtype)
+        w = weights.to(device=x0.device, dtype=x0.dtype).expand(t.shape[0])  # (B,)
         if max_t is not None:  # (a batch with timesteps on both sides of max_t)
             w = torch.where(t > max_t, torch.ones_like(w), w)
         w = append_dims(w, x0.ndim)

@@ -111,7 +111,7 @@ def generated_samples(run: Path, cfg, num: int, steps: int, sampler: str, eta: f
     A label-conditioned model is asked for the labels of `num` random held-out clips, with the default guidance."""
     import torch
 
-    from vidiff.config import DEFAULT_GUIDANCE
+    from vidiff.config import DEFAULT_GUIDANCE, DEFAULT_GUIDANCE_PER_LABEL
     from vidiff.evaluation.fvd import sha256_file
     from vidiff.pipeline import VideoPipeline
     from vidiff.training.checkpoint import WEIGHTS
@@ -119,7 +119,7 @@ def generated_samples(run: Path, cfg, num: int, steps: int, sampler: str, eta: f
     settings = {"sampler": sampler, "steps": steps, "eta": eta, "seed": seed,
                 "model_sha256": sha256_file(run / WEIGHTS)}
     if cfg.model.num_labels:
-        settings.update(labels="held-out clips", guidance=DEFAULT_GUIDANCE)
+        settings.update(labels="held-out clips", guidance=DEFAULT_GUIDANCE, guidance_per_label=DEFAULT_GUIDANCE_PER_LABEL)
     cache, meta_file = out_dir / EVAL_DIR / "samples.npy", out_dir / EVAL_DIR / "samples.json"
     if cache.is_file() and meta_file.is_file():
         meta = json.loads(meta_file.read_text())
