@@ -52,7 +52,7 @@ def main(argv=None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from vidiff.config import DEFAULT_GUIDANCE, load_config
+    from vidiff.config import DEFAULT_GUIDANCE, DEFAULT_GUIDANCE_PER_LABEL, load_config
     from vidiff.evaluation.classifier import classifier_info, load_shapes_classifier, shapes_features
     from vidiff.evaluation.evaluate import evaluate_run, real_clips
     from vidiff.evaluation.metrics import frechet_distance
@@ -94,7 +94,8 @@ def main(argv=None) -> int:
         f"{', '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores)",
         "",
         f"N = {n} videos per set; generated videos: {args.sampler.upper()}, {args.steps} steps, seed {args.seed} "
-        f"(label-conditioned models: guidance {DEFAULT_GUIDANCE:g} at every step); "
+        f"(label-conditioned models: guidance {DEFAULT_GUIDANCE:g} at every step, "
+        f"+{DEFAULT_GUIDANCE_PER_LABEL:g} for each asked object past the first); "
         f"real clips: held-out (eval split) clips 0..N-1 of each run's data. FVD-shapes = Frechet distance of the "
         f"{model.cfg.feature_dim}-d per-colour embeddings of the shipped shapes classifier (weights sha256 "
         f"`{info['weights_sha256'][:16]}…`, held-out accuracy: colours {acc.get('colors', float('nan')):.3f}, "

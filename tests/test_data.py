@@ -77,7 +77,7 @@ def test_speed_scale_keeps_the_layout_and_scales_the_motion():
 
 def test_still_fraction_stops_some_clips_and_leaves_the_others():
     plain, mixed = BouncingShapes(max_objects=2), BouncingShapes(max_objects=2, still_fraction=0.5)
-    moved = lambda ds, i: float((ds.objects(i)["centers"][-1] - ds.objects(i)["centers"][0]).__abs__().max())  # noqa: E731
+    moved = lambda ds, i: float(np.abs(ds.objects(i)["centers"][-1] - ds.objects(i)["centers"][0]).max())  # noqa: E731
     still = [i for i in range(40) if moved(mixed, i) == 0]
     assert 10 <= len(still) <= 30 and all(moved(plain, i) > 0 for i in still)  # about half, chosen per clip
     for i in set(range(40)) - set(still):  # every other clip is exactly the clip without the option

@@ -274,7 +274,7 @@ SAMPLER_HELP = ("ddpm (ancestral, fresh noise each step: objects keep their colo
                 "(deterministic: faster to converge in steps, but 2-4x the colour drift on the shapes models: "
                 "docs/benchmarks.md)")
 PER_LABEL_HELP = (f"label-conditioned models: added to the guidance weight for each asked label past the first "
-                  f"(an object, or a class), so that a video asked for two objects holds both (default: "
+                  f"(each object of a shapes prompt), so that a video asked for two objects holds both (default: "
                   f"{DEFAULT_GUIDANCE_PER_LABEL:g}; 0: the same weight for every video)")
 STEPS_HELP = (f"sampling steps (default: {DEFAULT_STEPS}, or every timestep of a model trained with fewer; with "
               "ddpm, fewer steps make objects fade and change colour more often: 100 steps take 40%% of the time)")

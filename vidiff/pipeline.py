@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from vidiff.build import build_autoencoder, build_denoiser, sample_shape
-from vidiff.config import DEFAULT_GUIDANCE, DEFAULT_GUIDANCE_PER_LABEL, DEFAULT_SAMPLER, RunConfig, default_steps, load_config
+from vidiff.config import (DEFAULT_GUIDANCE, DEFAULT_GUIDANCE_PER_LABEL, DEFAULT_SAMPLER, RunConfig, default_steps,
+                           load_config)
 from vidiff.diffusion import SAMPLERS, sample
 from vidiff.diffusion.guidance import classifier_free_guidance, masked_model_denoise, motion_boost as boost_motion
 from vidiff.errors import CheckpointError, VidiffError
