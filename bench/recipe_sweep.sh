@@ -14,8 +14,7 @@
 # diffusion.per_frame_noise: Diffusion Forcing), img-keeppix (the full-resolution stem and head keep the image
 # model's weights), img-rope0 and img-rope01 (frame positions of the space-time attention times 0 or 0.1,
 # model.rope_frame_scale), img-xa (label cross-attention, model.label_attention; IMG must have it too),
-# img-still25 (a quarter of the clips do not move, data.still_fraction=0.25) and img-still25-fast (and the others 1.3x
-# faster, data.shape_speed=1.3); img-11min trains 11/8 of STEPS (an 11-minute budget instead of the demo's 8).
+# img-still25 (a quarter of the clips do not move, data.still_fraction=0.25); img-11min trains 11/8 of STEPS (an 11-minute budget instead of the demo's 8).
 # Each run's probe goes to $OUT/probes/VARIANT-sSEED.txt, and a one-line summary per run (persistence, colour
 # drift, speed, colours right, shape right) to $OUT/summary.txt.
 set -u
@@ -42,7 +41,6 @@ one() {  # variant seed
         img-rope0) extra="train.init_from=$IMG model.rope_frame_scale=0" ;;
         img-rope01) extra="train.init_from=$IMG model.rope_frame_scale=0.1" ;;
         img-still25) extra="train.init_from=$IMG data.still_fraction=0.25" ;;
-        img-still25-fast) extra="train.init_from=$IMG data.still_fraction=0.25 data.shape_speed=1.3" ;;
         img-xa) extra="train.init_from=$IMG model.label_attention=true" ;;
         img-tmp) extra="train.init_from=$IMG train.trainable=[temporal]" ;;
         img-tmpattn) extra="train.init_from=$IMG train.trainable=[temporal,qkv,proj,\.norm\.]" ;;

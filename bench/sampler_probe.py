@@ -140,7 +140,8 @@ def main() -> None:
         labels = VideoPipeline(dn, cfg, device).dataset_labels(args.num, args.seed).to(device)
         fn = classifier_free_guidance(denoise, labels, args.guidance, max_t=args.guidance_below,
                                       per_label=args.guidance_per_label)
-        guided = f", guidance {args.guidance:g} (+{args.guidance_per_label:g} per label past the first)" + (
+        per_label = f" (+{args.guidance_per_label:g} per label past the first)" if args.guidance_per_label else ""
+        guided = f", guidance {args.guidance:g}{per_label}" + (
             f" at t <= {args.guidance_below}" if args.guidance_below is not None else "")
     # Skip guidance and frame guidance both push the (guided) estimate away from a weaker one: x0 += S (x0(labels) -
     # x0_weak(labels)), the conditional estimate x0(labels) coming from the same batched pass as classifier-free guidance.

@@ -119,7 +119,8 @@ def generated_samples(run: Path, cfg, num: int, steps: int, sampler: str, eta: f
     settings = {"sampler": sampler, "steps": steps, "eta": eta, "seed": seed,
                 "model_sha256": sha256_file(run / WEIGHTS)}
     if cfg.model.num_labels:
-        settings.update(labels="held-out clips", guidance=DEFAULT_GUIDANCE, guidance_per_label=DEFAULT_GUIDANCE_PER_LABEL)
+        settings.update(labels="held-out clips", guidance=DEFAULT_GUIDANCE,
+                        guidance_per_label=DEFAULT_GUIDANCE_PER_LABEL)
     cache, meta_file = out_dir / EVAL_DIR / "samples.npy", out_dir / EVAL_DIR / "samples.json"
     if cache.is_file() and meta_file.is_file():
         meta = json.loads(meta_file.read_text())
