@@ -52,6 +52,9 @@ def main() -> None:
     p.add_argument("--guidance-per-label", type=float, default=DEFAULT_GUIDANCE_PER_LABEL, metavar="W",
                    help="added to --guidance for each asked label past the first (as vidiff sample does; 0 for the "
                         f"rounds before the twenty-fourth; default: {DEFAULT_GUIDANCE_PER_LABEL:g})")
+    p.add_argument("--guidance-parallel", type=float, default=1.0, metavar="ETA",
+                   help="adaptive projected guidance (Sadat et al. 2025): keep this share of the guidance term's part "
+                        "along the conditional estimate (default 1: plain classifier-free guidance)")
     p.add_argument("--guidance-below", type=int, default=None, metavar="T",
                    help="guide only at timesteps <= T, the conditional model alone above (a guidance interval, "
                         "Kynkaanniemi et al. 2024)")
@@ -139,8 +142,9 @@ def main() -> None:
 
         labels = VideoPipeline(dn, cfg, device).dataset_labels(args.num, args.seed).to(device)
         fn = classifier_free_guidance(denoise, labels, args.guidance, max_t=args.guidance_below,
-                                      per_label=args.guidance_per_label)
+                                      per_label=args.guidance_per_label, parallel=args.guidance_parallel)
         per_label = f" (+{args.guidance_per_label:g} per label past the first)" if args.guidance_per_label else ""
+        per_label += f", parallel part x{args.guidance_parallel:g}" if args.guidance_parallel != 1 else ""
         guided = f", guidance {args.guidance:g}{per_label}" + (
             f" at t <= {args.guidance_below}" if args.guidance_below is not None else "")
     # Skip guidance and frame guidance both push the (guided) estimate away from a weaker one: x0 += S (x0(labels) -

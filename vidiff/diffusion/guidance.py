@@ -122,7 +122,7 @@ def _replace(x_t, t, known, mask, denoiser, generator):
 
 
 def classifier_free_guidance(denoiser, labels: torch.Tensor, scale: float = 1.0, max_t: Optional[int] = None,
-                             per_label: float = 0.0):
+                             per_label: float = 0.0, parallel: float = 1.0):
     """Classifier-free guidance (Ho & Salimans 2022) for a label-conditioned model trained with label dropout:
         x^0 = x^0(no labels) + w * (x^0(labels) - x^0(no labels)),   w = `scale`,
     and eps likewise (both are affine in the network output, so they stay consistent). w = 1 is the conditional
@@ -131,8 +131,12 @@ def classifier_free_guidance(denoiser, labels: torch.Tensor, scale: float = 1.0,
     `max_t`: guide only at timesteps t <= max_t and use the conditional model alone above (a guidance interval,
     Kynkaanniemi et al. 2024: guidance at high noise is what makes objects too large, docs/benchmarks.md, tenth
     round). `per_label`: each sample's w is `scale` + per_label * (its number of labels - 1), so that a clip asked
-    for two objects is guided harder than a clip asked for one. `denoiser`: a Denoiser, or a wrapper that takes
-    labels= (masked_model_denoise without known frames)."""
+    for two objects is guided harder than a clip asked for one. `parallel` (eta of adaptive projected guidance,
+    Sadat et al. 2025): the guidance term d = x^0(labels) - x^0(no labels) is split, per sample, into its part
+    along x^0(labels) and the rest, and the first is kept only `parallel` times:
+        x^0 = x^0(labels) + (w - 1) * (d - (1 - eta) * d_par),   d_par = (<d, x^0(labels)> / |x^0(labels)|^2) x^0(labels)
+    (eta = 1 is the formula above; eps is then recomputed from x^0). `denoiser`: a Denoiser, or a wrapper that
+    takes labels= (masked_model_denoise without known frames)."""
     counts = (labels >= 0).sum(-1).clamp(min=1)  # (B,) labels asked per sample
     weights = scale + per_label * (counts - 1)  # (B,)
 
@@ -150,7 +154,14 @@ def classifier_free_guidance(denoiser, labels: torch.Tensor, scale: float = 1.0,
         if max_t is not None:  # (a batch with timesteps on both sides of max_t)
             w = torch.where(t > max_t, torch.ones_like(w), w)
         w = append_dims(w, x0.ndim)
-        return x0_u + w * (x0_c - x0_u), eps_u + w * (eps_c - eps_u)
+        if parallel == 1.0:
+            return x0_u + w * (x0_c - x0_u), eps_u + w * (eps_c - eps_u)
+        d = x0_c - x0_u  # (B, C, F, H, W)
+        dims = tuple(range(1, d.ndim))
+        along = (d * x0_c).sum(dims, keepdim=True) / (x0_c * x0_c).sum(dims, keepdim=True).clamp(min=1e-12)
+        x0 = x0_c + (w - 1) * (d - (1 - parallel) * along * x0_c)
+        a = append_dims(denoiser.alphas_cumprod.to(x_t.device)[t].float(), x_t.ndim)
+        return x0, (x_t - a.sqrt() * x0) / (1 - a).sqrt()
 
     denoise.alphas_cumprod = denoiser.alphas_cumprod
     denoise.noise_correlation = denoiser.noise_correlation
