@@ -135,7 +135,8 @@ def classifier_free_guidance(denoiser, labels: torch.Tensor, scale: float = 1.0,
     Sadat et al. 2025): the guidance term d = x^0(labels) - x^0(no labels) is split, per sample, into its part
     along x^0(labels) and the rest, and the first is kept only `parallel` times:
         x^0 = x^0(labels) + (w - 1) * (d - (1 - eta) * d_par),   d_par = (<d, x^0(labels)> / |x^0(labels)|^2) x^0(labels)
-    (eta = 1 is the formula above; eps is then recomputed from x^0). `denoiser`: a Denoiser, or a wrapper that
+    (eta = 1 is the formula above; eps is then recomputed from x^0; on the demo eta = 0 changed nothing measurable,
+    docs/benchmarks.md, twenty-fifth round). `denoiser`: a Denoiser, or a wrapper that
     takes labels= (masked_model_denoise without known frames)."""
     counts = (labels >= 0).sum(-1).clamp(min=1)  # (B,) labels asked per sample
     weights = scale + per_label * (counts - 1)  # (B,)
