@@ -38,6 +38,12 @@ def masked_model_denoise(denoiser, known: Optional[torch.Tensor] = None, mask: O
     return denoise
 
 
+def _eps_from_x0(x0, x_t, t, alphas_cumprod):
+    """The eps that a clean-clip estimate x0 implies at x_t: x_t = sqrt(a_t) x0 + sqrt(1 - a_t) eps."""
+    a = append_dims(alphas_cumprod.to(x_t.device)[t].float(), x_t.ndim)
+    return (x_t - a.sqrt() * x0) / (1 - a).sqrt()
+
+
 def _keep_known(x0, eps, x_t, t, known, mask, alphas_cumprod):
     """Put the known pixels into x0_hat and recompute eps from it, so that the sampler's last step
     (which returns x0_hat) reproduces them exactly."""
@@ -45,9 +51,7 @@ def _keep_known(x0, eps, x_t, t, known, mask, alphas_cumprod):
         return x0, eps
     m = mask.to(x0.device).expand_as(x0)
     x0 = torch.where(m > 0.5, known.to(x0.device).expand_as(x0), x0)
-    a = append_dims(alphas_cumprod.to(x_t.device)[t].float(), x_t.ndim)
-    eps = (x_t - a.sqrt() * x0) / (1 - a).sqrt()
-    return x0, eps
+    return x0, _eps_from_x0(x0, x_t, t, alphas_cumprod)
 
 
 def replacement(denoiser, known: torch.Tensor, mask: torch.Tensor, generator: Optional[torch.Generator] = None):
@@ -103,7 +107,7 @@ def decoded_reconstruction_guidance(denoiser, decode, known: torch.Tensor, mask:
             (grad,) = torch.autograd.grad(err, z)
         a = append_dims(denoiser.alphas_cumprod.to(x_t.device)[t].float(), x_t.ndim)
         x0 = (x0 - weight * a.sqrt() / 2 * grad).detach()
-        return x0, (x_t - a.sqrt() * x0) / (1 - a).sqrt()
+        return x0, _eps_from_x0(x0, x_t, t, denoiser.alphas_cumprod)
 
     denoise.self_conditioning = getattr(denoiser, "self_conditioning", False)
     return denoise
@@ -161,8 +165,7 @@ def classifier_free_guidance(denoiser, labels: torch.Tensor, scale: float = 1.0,
         dims = tuple(range(1, d.ndim))
         along = (d * x0_c).sum(dims, keepdim=True) / (x0_c * x0_c).sum(dims, keepdim=True).clamp(min=1e-12)
         x0 = x0_c + (w - 1) * (d - (1 - parallel) * along * x0_c)
-        a = append_dims(denoiser.alphas_cumprod.to(x_t.device)[t].float(), x_t.ndim)
-        return x0, (x_t - a.sqrt() * x0) / (1 - a).sqrt()
+        return x0, _eps_from_x0(x0, x_t, t, denoiser.alphas_cumprod)
 
     denoise.alphas_cumprod = denoiser.alphas_cumprod
     denoise.noise_correlation = denoiser.noise_correlation
@@ -186,8 +189,7 @@ def motion_boost(denoiser, scale: float, min_t: int):
             return x0, eps
         boost = append_dims((t >= min_t).to(x0.dtype) * scale, x0.ndim)  # (B, 1, 1, 1, 1)
         x0 = x0 + boost * (x0 - x0.mean(dim=2, keepdim=True))
-        a = append_dims(denoiser.alphas_cumprod.to(x_t.device)[t].float(), x_t.ndim)
-        return x0, (x_t - a.sqrt() * x0) / (1 - a).sqrt()
+        return x0, _eps_from_x0(x0, x_t, t, denoiser.alphas_cumprod)
 
     denoise.alphas_cumprod = denoiser.alphas_cumprod
     denoise.noise_correlation = getattr(denoiser, "noise_correlation", 0.0)
