@@ -38,6 +38,12 @@ def main(argv=None) -> int:
     p.add_argument("--sampler", choices=["ddim", "ddpm"], default=DEFAULT_SAMPLER,
                    help=f"default: {DEFAULT_SAMPLER}, as `vidiff sample`")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--guidance", type=float, default=None,
+                   help="label-conditioned models: classifier-free guidance weight (default: `vidiff sample`'s)")
+    p.add_argument("--guidance-per-label", type=float, default=None, metavar="W",
+                   help="added to the weight per asked object past the first (default: `vidiff sample`'s)")
+    p.add_argument("--guidance-rescale", type=float, default=0.0, metavar="PHI",
+                   help="guidance rescaling (Lin et al. 2023), as `vidiff sample --guidance-rescale` (default: 0)")
     p.add_argument("--pairs", type=int, default=3, help="disjoint real-vs-real pairs for the floor (default: 3)")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
@@ -53,6 +59,9 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     from vidiff.config import DEFAULT_GUIDANCE, DEFAULT_GUIDANCE_PER_LABEL, load_config
+
+    guidance = DEFAULT_GUIDANCE if args.guidance is None else args.guidance
+    per_label = DEFAULT_GUIDANCE_PER_LABEL if args.guidance_per_label is None else args.guidance_per_label
     from vidiff.evaluation.classifier import classifier_info, load_shapes_classifier, shapes_features
     from vidiff.evaluation.evaluate import evaluate_run, real_clips
     from vidiff.evaluation.metrics import frechet_distance
@@ -64,7 +73,8 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         report = evaluate_run(folder, num=args.num, metrics=["fvd_shapes", "flicker", "warp"], steps=args.steps,
                               sampler=args.sampler, seed=args.seed, device=args.device, out_dir=Path(args.work) / label,
-                              progress=not args.quiet)
+                              progress=not args.quiet, guidance=args.guidance,
+                              guidance_per_label=args.guidance_per_label, guidance_rescale=args.guidance_rescale)
         m = report["metrics"]
         rows.append(f"| {label} (`{folder}`, step {report['model_step']}) | {m['fvd_shapes']['value']:.3f} | "
                     f"{m['fvd_shapes']['baseline']:.3f} | "
@@ -94,8 +104,9 @@ def main(argv=None) -> int:
         f"{', '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores)",
         "",
         f"N = {n} videos per set; generated videos: {args.sampler.upper()}, {args.steps} steps, seed {args.seed} "
-        f"(label-conditioned models: guidance {DEFAULT_GUIDANCE:g} at every step, "
-        f"+{DEFAULT_GUIDANCE_PER_LABEL:g} for each asked object past the first); "
+        f"(label-conditioned models: guidance {guidance:g} at every step, "
+        f"+{per_label:g} for each asked object past the first"
+        f"{f', rescaled {args.guidance_rescale:g}' if args.guidance_rescale else ''}); "
         f"real clips: held-out (eval split) clips 0..N-1 of each run's data. FVD-shapes = Frechet distance of the "
         f"{model.cfg.feature_dim}-d per-colour embeddings of the shipped shapes classifier (weights sha256 "
         f"`{info['weights_sha256'][:16]}…`, held-out accuracy: colours {acc.get('colors', float('nan')):.3f}, "

@@ -55,6 +55,12 @@ def persistence(v: torch.Tensor) -> tuple[float, float]:
     return pers, colour.std(2).mean().item()
 
 
+def object_pixels(v: torch.Tensor) -> float:
+    """v: (N, C, F, H, W) in [-1, 1] -> the share of all pixels that are object pixels (brightest channel > 0.5 on
+    [0, 1]): guidance draws objects larger than real (docs/benchmarks.md, tenth round)."""
+    return float((v.clamp(-1, 1).amax(1) > 0).float().mean())
+
+
 def motion(v: torch.Tensor) -> tuple[float, float]:
     """v: (N, C, F, H, W) in [-1, 1] -> (fraction of clips without objects, centroid speed in pixels per frame,
     pooled over all pairs of consecutive frames with objects)."""
@@ -195,7 +201,8 @@ def main() -> None:
     many = torch.stack([ev[i]["video"] for i in range(min(256, len(ev)))])
     print(colour_share_text(v, many))
     print(f"objects per clip (colours with >= 10 pixels per frame) {objects_per_clip(v):.2f} "
-          f"(real {objects_per_clip(many):.2f})")
+          f"(real {objects_per_clip(many):.2f}); object pixels {object_pixels(v):.3f} of all "
+          f"(real {object_pixels(many):.3f})")
     if labels is not None:
         print(asked_text(v, labels, many, torch.stack([ev.labels(i) for i in range(len(many))])))
     if args.no_memorisation:

@@ -55,6 +55,9 @@ def main() -> None:
     p.add_argument("--guidance-parallel", type=float, default=1.0, metavar="ETA",
                    help="adaptive projected guidance (Sadat et al. 2025): keep this share of the guidance term's part "
                         "along the conditional estimate (default 1: plain classifier-free guidance)")
+    p.add_argument("--guidance-rescale", type=float, default=0.0, metavar="PHI",
+                   help="guidance rescaling (Lin et al. 2023): bring the guided estimate's mean and std back to the "
+                        "conditional one's, PHI of it mixed in (default 0: plain guidance)")
     p.add_argument("--guidance-below", type=int, default=None, metavar="T",
                    help="guide only at timesteps <= T, the conditional model alone above (a guidance interval, "
                         "Kynkaanniemi et al. 2024)")
@@ -87,7 +90,8 @@ def main() -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, auto, ...: where the sampler runs (x_T is drawn on the CPU)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    from sample_checks import colour_drift, colour_share_text, motion, objects_per_clip, persistence, profile_text
+    from sample_checks import (colour_drift, colour_share_text, motion, object_pixels, objects_per_clip, persistence,
+                               profile_text)
 
     from vidiff.build import build_denoiser
     from vidiff.config import load_config
@@ -142,9 +146,11 @@ def main() -> None:
 
         labels = VideoPipeline(dn, cfg, device).dataset_labels(args.num, args.seed).to(device)
         fn = classifier_free_guidance(denoise, labels, args.guidance, max_t=args.guidance_below,
-                                      per_label=args.guidance_per_label, parallel=args.guidance_parallel)
+                                      per_label=args.guidance_per_label, parallel=args.guidance_parallel,
+                                      rescale=args.guidance_rescale)
         per_label = f" (+{args.guidance_per_label:g} per label past the first)" if args.guidance_per_label else ""
         per_label += f", parallel part x{args.guidance_parallel:g}" if args.guidance_parallel != 1 else ""
+        per_label += f", rescaled {args.guidance_rescale:g}" if args.guidance_rescale else ""
         guided = f", guidance {args.guidance:g}{per_label}" + (
             f" at t <= {args.guidance_below}" if args.guidance_below is not None else "")
     # Skip guidance and frame guidance both push the (guided) estimate away from a weaker one: x0 += S (x0(labels) -
@@ -262,7 +268,7 @@ def main() -> None:
     print(f"{weights} {args.sampler}{eta} {args.steps} steps{sc}{guided}, eps / {lam:g}, {args.num} samples, seed {args.seed}: "
           f"empty {empty:.3f} persistence {persistence(v)[0]:.3f} colour drift {colour_drift(v):.3f} "
           f"speed {speed:.2f}; empty clips {[i for i in range(args.num) if which[i]]}")
-    area = float((v.clamp(-1, 1).amax(1) > 0).float().mean())  # brightest channel > 0.5 in [0, 1] units
+    area = object_pixels(v)
     print(f"speed: {profile_text(v)}")
     print(f"objects per clip {objects_per_clip(v):.2f}; object pixels {area:.3f} of all (real clips ~0.096); "
           f"{colour_share_text(v)}")

@@ -157,6 +157,18 @@ def test_classifier_free_guidance_combines_the_two_predictions():
     assert torch.allclose(a.sqrt() * x0 + (1 - a).sqrt() * eps, x, atol=1e-3)  # eps follows x0
     x0, _ = classifier_free_guidance(d, labels, 3.0, parallel=1.0)(x, t, x_self=x_self)
     assert torch.allclose(x0, u[0] + 3 * (c[0] - u[0]), atol=1e-4)  # eta = 1: plain guidance
+    # guidance rescaling: the guided estimate's mean and std brought back to the conditional one's, phi of it mixed
+    # in; checked per sample with numpy in float64
+    x0, eps = classifier_free_guidance(d, labels, 3.0, rescale=0.7)(x, t, x_self=x_self)
+    for i in range(3):
+        cc, uu = c[0][i].detach().double().numpy().ravel(), u[0][i].detach().double().numpy().ravel()
+        g = uu + 3.0 * (cc - uu)
+        r = cc.mean() + (g - g.mean()) * cc.std(ddof=1) / g.std(ddof=1)
+        assert np.allclose(x0[i].detach().double().numpy().ravel(), 0.7 * r + 0.3 * g, atol=1e-4)
+    assert torch.allclose(a.sqrt() * x0 + (1 - a).sqrt() * eps, x, atol=1e-3)  # eps follows x0
+    full = classifier_free_guidance(d, labels, 3.0, rescale=1.0)(x, t, x_self=x_self)[0]
+    assert torch.allclose(full.mean((1, 2, 3, 4)), c[0].mean((1, 2, 3, 4)), atol=1e-4)
+    assert torch.allclose(full.std((1, 2, 3, 4)), c[0].std((1, 2, 3, 4)), atol=1e-4)
 
 
 def test_training_sees_the_batch_labels_and_drops_a_fraction(tmp_path, monkeypatch):
@@ -211,7 +223,7 @@ def test_sample_with_prompts_and_the_errors(tmp_path):
     assert len(r.stderr.strip().splitlines()) == 1
 
 
-def test_eval_samples_of_a_labelled_model_ask_for_held_out_labels(tmp_path):
+def test_eval_samples_of_a_labelled_model_ask_for_held_out_labels(tmp_path, monkeypatch):
     from vidiff.config import DEFAULT_GUIDANCE
     from vidiff.evaluation.evaluate import generated_samples
 
@@ -222,6 +234,16 @@ def test_eval_samples_of_a_labelled_model_ask_for_held_out_labels(tmp_path):
     assert frames.shape == (3, 4, 16, 16, 3)
     assert meta["labels"] == "held-out clips" and meta["guidance"] == DEFAULT_GUIDANCE and not meta["reused"]
     assert generated_samples(run, cfg, 3, 2, "ddim", 0.0, 0, "cpu", 2, tmp_path / "ev", False)[1]["reused"]
+    # another guidance is sampled afresh (not served from the cache) with that guidance
+    from vidiff.pipeline import VideoPipeline
+
+    seen, call = {}, VideoPipeline.__call__
+    monkeypatch.setattr(VideoPipeline, "__call__", lambda self, **kw: seen.update(kw) or call(self, **kw))
+    other, meta = generated_samples(run, cfg, 3, 2, "ddim", 0.0, 0, "cpu", 2, tmp_path / "ev", False,
+                                    guidance=DEFAULT_GUIDANCE + 3, guidance_per_label=0.0)
+    assert not meta["reused"] and meta["guidance"] == DEFAULT_GUIDANCE + 3 and meta["guidance_per_label"] == 0.0
+    assert seen["guidance_scale"] == DEFAULT_GUIDANCE + 3 and seen["guidance_per_label"] == 0.0
+    assert other.shape == frames.shape
 
 
 def test_a_model_with_label_attention_trains_and_samples(tmp_path):
@@ -319,3 +341,15 @@ def test_tasks_take_a_prompt_through_every_conditioning_method(tmp_path, capsys)
     assert main(["extend", str(plain), "--frames", "6", "--steps", "2", "--prompt", "a red circle", "--out",
                  str(tmp_path / "e"), "--quiet"]) == 2
     assert "trained without labels" in capsys.readouterr().err
+
+
+def test_sample_with_guidance_rescale(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "demo", *LABELLED, "train.steps=1", "--out", str(run), "--quiet"]) == 0
+    out = tmp_path / "s"
+    assert main(["sample", str(run), "--num", "2", "--steps", "2", "--guidance-rescale", "0.5", "--out", str(out),
+                 "--quiet"]) == 0
+    assert "rescaled 0.5" in capsys.readouterr().out and (out / "samples.npy").exists()
+    assert main(["sample", str(run), "--num", "1", "--steps", "2", "--guidance-rescale", "1.5", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "guidance rescale must be between 0 and 1" in err and len(err.strip().splitlines()) == 1

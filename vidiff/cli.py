@@ -132,7 +132,7 @@ def cmd_data_inspect(args) -> int:
 def _sample_to(run: str, out: Path, num: int, steps: int, sampler: str, eta: float, seed: int, fps: float,
                device: str, quiet: bool, prompts: list[str] | None = None, guidance: float = DEFAULT_GUIDANCE,
                motion_boost: float = 0.0, guidance_below: int | None = None,
-               guidance_per_label: float = DEFAULT_GUIDANCE_PER_LABEL) -> None:
+               guidance_per_label: float = DEFAULT_GUIDANCE_PER_LABEL, guidance_rescale: float = 0.0) -> None:
     import torch
 
     from vidiff.io import write_samples
@@ -149,11 +149,12 @@ def _sample_to(run: str, out: Path, num: int, steps: int, sampler: str, eta: flo
     result = pipe(num_videos=num, num_inference_steps=steps, sampler=sampler, eta=eta,
                   generator=torch.Generator().manual_seed(seed), progress=not quiet, labels=labels,
                   guidance_scale=guidance, motion_boost=motion_boost, guidance_below=guidance_below,
-                  guidance_per_label=guidance_per_label)
+                  guidance_per_label=guidance_per_label, guidance_rescale=guidance_rescale)
     seconds = time.perf_counter() - t0
     write_samples(out, result.frames(), fps=fps)
     below = f" at t <= {guidance_below}" if guidance_below is not None else ""
     per_label = f" (+{guidance_per_label:g} per object past the first)" if guidance_per_label else ""
+    per_label += f", rescaled {guidance_rescale:g}" if guidance_rescale else ""
     how = f"{sampler}, {steps} steps" + (f", guidance {guidance:g}{per_label}{below}" if labels is not None else "") + \
         (f", motion boost {motion_boost:g}" if motion_boost else "")
     print(f"sampled {num} videos ({how}) in {seconds:.1f} s ({seconds / num:.2f} s per video) -> {out}")
@@ -167,7 +168,7 @@ def cmd_sample(args) -> int:
     out = Path(args.out) if args.out else (Path(args.run) / "samples" if Path(args.run).is_dir() else Path("samples"))
     _sample_to(args.run, out, args.num, args.steps, args.sampler, args.eta, args.seed, args.fps, args.device,
                args.quiet, args.prompt, args.guidance, args.motion_boost, args.guidance_below,
-               args.guidance_per_label)
+               args.guidance_per_label, args.guidance_rescale)
     return 0
 
 
@@ -254,7 +255,9 @@ def cmd_eval(args) -> int:
         out = str(Path("runs") / args.run)  # never write into the installed package
     report = evaluate_run(args.run, num=args.num, metrics=parse_metrics(args.metrics), i3d=args.i3d, steps=args.steps,
                           sampler=args.sampler, eta=args.eta, seed=args.seed, device=args.device,
-                          batch_size=args.batch_size, samples=args.samples, out_dir=out, progress=not args.quiet)
+                          batch_size=args.batch_size, samples=args.samples, out_dir=out, progress=not args.quiet,
+                          guidance=args.guidance, guidance_per_label=args.guidance_per_label,
+                          guidance_rescale=args.guidance_rescale)
     for name, m in report["metrics"].items():
         print(f"{name:>10}: {m['value']:.4g}   (real data: {m['baseline']:.4g})")
     where = Path(out) if out is not None else Path(report["run"])
@@ -273,6 +276,9 @@ def cmd_report(args) -> int:
 SAMPLER_HELP = ("ddpm (ancestral, fresh noise each step: objects keep their colour; the default) or ddim "
                 "(deterministic: faster to converge in steps, but 2-4x the colour drift on the shapes models: "
                 "docs/benchmarks.md)")
+GUIDANCE_HELP = f"label-conditioned models: classifier-free guidance weight (1: none; default: {DEFAULT_GUIDANCE:g})"
+RESCALE_HELP = ("label-conditioned models: guidance rescaling (Lin et al. 2023): bring the guided estimate's mean and "
+                "std back to the conditional one's, PHI of it mixed in (0 to 1; default 0: plain guidance)")
 PER_LABEL_HELP = (f"label-conditioned models: added to the guidance weight for each asked label past the first "
                   f"(each object of a shapes prompt), so that a video asked for two objects holds both (default: "
                   f"{DEFAULT_GUIDANCE_PER_LABEL:g}; 0: the same weight for every video)")
@@ -402,11 +408,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "blue square' (repeat for several; videos cycle through them), or a class name for a model "
                         "trained on class folders. Default: the labels of random held-out clips (random classes). "
                         "Written to OUT/captions.txt")
-    s.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE,
-                   help=f"label-conditioned models: classifier-free guidance weight (1: none; default: "
-                        f"{DEFAULT_GUIDANCE:g})")
+    s.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE, help=GUIDANCE_HELP)
     s.add_argument("--guidance-per-label", type=float, default=DEFAULT_GUIDANCE_PER_LABEL, metavar="W",
                    help=PER_LABEL_HELP)
+    s.add_argument("--guidance-rescale", type=float, default=0.0, metavar="PHI", help=RESCALE_HELP)
     s.add_argument("--guidance-below", type=int, default=None, metavar="T",
                    help="guide only at timesteps <= T, the conditional model alone above (a guidance interval): "
                         "shapes32 with 600 draws objects of the real size (10.3%% of the pixels against 15.4%% with "
@@ -479,6 +484,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--eta", type=float, default=0.0, help="DDIM eta (default: 0)")
     e.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     e.add_argument("--batch-size", type=int, default=16, help="videos sampled at once (default: 16)")
+    e.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE, help=GUIDANCE_HELP)
+    e.add_argument("--guidance-per-label", type=float, default=DEFAULT_GUIDANCE_PER_LABEL, metavar="W",
+                   help=PER_LABEL_HELP)
+    e.add_argument("--guidance-rescale", type=float, default=0.0, metavar="PHI", help=RESCALE_HELP)
     e.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     e.add_argument("--out", help="folder for metrics.json and eval/samples.npy (default: RUN)")
     e.add_argument("--threads", type=int, default=0,

@@ -69,12 +69,15 @@ class VideoPipeline:
                  progress: bool = True, labels: Optional[torch.Tensor] = None,
                  guidance_scale: float = DEFAULT_GUIDANCE, motion_boost: float = 0.0,
                  guidance_below: Optional[int] = None,
-                 guidance_per_label: float = DEFAULT_GUIDANCE_PER_LABEL) -> VideoPipelineOutput:
+                 guidance_per_label: float = DEFAULT_GUIDANCE_PER_LABEL,
+                 guidance_rescale: float = 0.0) -> VideoPipelineOutput:
         """`labels` (num_videos, L) long (-1: empty slot), for a label-conditioned model: each video shows its
         labels, with classifier-free guidance of weight `guidance_scale`, plus `guidance_per_label` for each label
         past the first (a video asked for two objects: 3 by default). Without labels such a model samples
         unconditionally. `guidance_below`: guide only at timesteps <= it (the conditional model alone above: objects
-        of the right size, docs/benchmarks.md, tenth round). `motion_boost` > 0 pushes the estimates of the noisier
+        of the right size, docs/benchmarks.md, tenth round). `guidance_rescale` (phi in [0, 1]): bring the guided
+        estimate's mean and std back towards the conditional one's (Lin et al. 2023; `classifier_free_guidance`'s
+        `rescale`). `motion_boost` > 0 pushes the estimates of the noisier
         half of the steps away from a clip without motion (`vidiff.diffusion.guidance.motion_boost`): faster
         objects, a little less persistence."""
         if sampler not in SAMPLERS:
@@ -87,6 +90,8 @@ class VideoPipeline:
             raise VidiffError(f"number of videos must be >= 1, got {num_videos}")
         if motion_boost < 0:
             raise VidiffError(f"motion boost must be >= 0, got {motion_boost}")
+        if not 0 <= guidance_rescale <= 1:
+            raise VidiffError(f"guidance rescale must be between 0 and 1, got {guidance_rescale}")
         if labels is not None:
             if not self.denoiser.num_labels:
                 raise VidiffError("this model was trained without labels (model.num_labels = 0): it cannot take any")
@@ -106,7 +111,7 @@ class VideoPipeline:
             denoise = masked_model_denoise(self.denoiser) if self.config.masks.enabled else self.denoiser
             if labels is not None:
                 denoise = classifier_free_guidance(denoise, labels[start:start + n], guidance_scale, guidance_below,
-                                                   per_label=guidance_per_label)
+                                                   per_label=guidance_per_label, rescale=guidance_rescale)
             if motion_boost:
                 denoise = boost_motion(denoise, motion_boost, min_t=T // 2)
             x = sample(denoise, shape, self.denoiser.alphas_cumprod, sampler=sampler, num_steps=num_inference_steps,

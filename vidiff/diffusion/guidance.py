@@ -126,7 +126,7 @@ def _replace(x_t, t, known, mask, denoiser, generator):
 
 
 def classifier_free_guidance(denoiser, labels: torch.Tensor, scale: float = 1.0, max_t: Optional[int] = None,
-                             per_label: float = 0.0, parallel: float = 1.0):
+                             per_label: float = 0.0, parallel: float = 1.0, rescale: float = 0.0):
     """Classifier-free guidance (Ho & Salimans 2022) for a label-conditioned model trained with label dropout:
         x^0 = x^0(no labels) + w * (x^0(labels) - x^0(no labels)),   w = `scale`,
     and eps likewise (both are affine in the network output, so they stay consistent). w = 1 is the conditional
@@ -140,7 +140,12 @@ def classifier_free_guidance(denoiser, labels: torch.Tensor, scale: float = 1.0,
     along x^0(labels) and the rest, and the first is kept only `parallel` times:
         x^0 = x^0(labels) + (w - 1) * (d - (1 - eta) * d_par),   d_par = (<d, x^0(labels)> / |x^0(labels)|^2) x^0(labels)
     (eta = 1 is the formula above; eps is then recomputed from x^0; on the demo eta = 0 changed nothing measurable,
-    docs/benchmarks.md, twenty-fifth round). `denoiser`: a Denoiser, or a wrapper that
+    docs/benchmarks.md, twenty-fifth round). `rescale` (phi of guidance rescaling, Lin et al. 2023, sec. 3.4): the
+    guided estimate's per-sample mean and standard deviation over (C, F, H, W) are brought back to the conditional
+    estimate's, and phi of that mixed with the guided estimate:
+        x^0 <- phi * (mu_c + (x^0 - mu) * sd_c / sd) + (1 - phi) * x^0
+    (Lin et al. match the std of a v-prediction, whose mean is near 0; an x^0 estimate of a black clip is not, so
+    the mean is matched too), then eps recomputed from x^0. `denoiser`: a Denoiser, or a wrapper that
     takes labels= (masked_model_denoise without known frames)."""
     counts = (labels >= 0).sum(-1).clamp(min=1)  # (B,) labels asked per sample
     weights = scale + per_label * (counts - 1)  # (B,)
@@ -159,12 +164,19 @@ def classifier_free_guidance(denoiser, labels: torch.Tensor, scale: float = 1.0,
         if max_t is not None:  # (a batch with timesteps on both sides of max_t)
             w = torch.where(t > max_t, torch.ones_like(w), w)
         w = append_dims(w, x0.ndim)
-        if parallel == 1.0:
+        if parallel == 1.0 and rescale == 0.0:
             return x0_u + w * (x0_c - x0_u), eps_u + w * (eps_c - eps_u)
         d = x0_c - x0_u  # (B, C, F, H, W)
         dims = tuple(range(1, d.ndim))
-        along = (d * x0_c).sum(dims, keepdim=True) / (x0_c * x0_c).sum(dims, keepdim=True).clamp(min=1e-12)
-        x0 = x0_c + (w - 1) * (d - (1 - parallel) * along * x0_c)
+        if parallel == 1.0:
+            x0 = x0_u + w * d
+        else:
+            along = (d * x0_c).sum(dims, keepdim=True) / (x0_c * x0_c).sum(dims, keepdim=True).clamp(min=1e-12)
+            x0 = x0_c + (w - 1) * (d - (1 - parallel) * along * x0_c)
+        if rescale:
+            mu_c, sd_c = x0_c.mean(dims, keepdim=True), x0_c.std(dims, keepdim=True)  # (B, 1, 1, 1, 1) each
+            mu, sd = x0.mean(dims, keepdim=True), x0.std(dims, keepdim=True)
+            x0 = rescale * (mu_c + (x0 - mu) * sd_c / sd.clamp(min=1e-12)) + (1 - rescale) * x0
         return x0, _eps_from_x0(x0, x_t, t, denoiser.alphas_cumprod)
 
     denoise.alphas_cumprod = denoiser.alphas_cumprod

@@ -106,9 +106,12 @@ def load_samples(path: str | Path, num: int, shape: tuple) -> np.ndarray:
 
 
 def generated_samples(run: Path, cfg, num: int, steps: int, sampler: str, eta: float, seed: int, device: str,
-                      batch_size: int, out_dir: Path, progress: bool) -> tuple[np.ndarray, dict]:
+                      batch_size: int, out_dir: Path, progress: bool, guidance: Optional[float] = None,
+                      guidance_per_label: Optional[float] = None,
+                      guidance_rescale: float = 0.0) -> tuple[np.ndarray, dict]:
     """Sample `num` videos, or reuse out_dir/eval/samples.npy when it was sampled from the same weights and settings.
-    A label-conditioned model is asked for the labels of `num` random held-out clips, with the default guidance."""
+    A label-conditioned model is asked for the labels of `num` random held-out clips, with classifier-free guidance
+    `guidance` plus `guidance_per_label` per asked object past the first (None: `vidiff sample`'s defaults)."""
     import torch
 
     from vidiff.config import DEFAULT_GUIDANCE, DEFAULT_GUIDANCE_PER_LABEL
@@ -119,8 +122,11 @@ def generated_samples(run: Path, cfg, num: int, steps: int, sampler: str, eta: f
     settings = {"sampler": sampler, "steps": steps, "eta": eta, "seed": seed,
                 "model_sha256": sha256_file(run / WEIGHTS)}
     if cfg.model.num_labels:
-        settings.update(labels="held-out clips", guidance=DEFAULT_GUIDANCE,
-                        guidance_per_label=DEFAULT_GUIDANCE_PER_LABEL)
+        guidance = DEFAULT_GUIDANCE if guidance is None else guidance
+        guidance_per_label = DEFAULT_GUIDANCE_PER_LABEL if guidance_per_label is None else guidance_per_label
+        settings.update(labels="held-out clips", guidance=guidance, guidance_per_label=guidance_per_label)
+        if guidance_rescale:
+            settings.update(guidance_rescale=guidance_rescale)
     cache, meta_file = out_dir / EVAL_DIR / "samples.npy", out_dir / EVAL_DIR / "samples.json"
     if cache.is_file() and meta_file.is_file():
         meta = json.loads(meta_file.read_text())
@@ -132,7 +138,9 @@ def generated_samples(run: Path, cfg, num: int, steps: int, sampler: str, eta: f
     labels = pipe.dataset_labels(num, seed) if cfg.model.num_labels else None
     out = pipe(num_videos=num, num_inference_steps=steps, sampler=sampler, eta=eta,
                generator=torch.Generator().manual_seed(seed), batch_size=batch_size, progress=progress,
-               labels=labels, guidance_scale=DEFAULT_GUIDANCE)
+               labels=labels, guidance_scale=guidance if labels is not None else DEFAULT_GUIDANCE,
+               guidance_per_label=guidance_per_label if labels is not None else DEFAULT_GUIDANCE_PER_LABEL,
+               guidance_rescale=guidance_rescale if labels is not None else 0.0)
     seconds = time.perf_counter() - t0
     frames = out.frames()
     cache.parent.mkdir(parents=True, exist_ok=True)
@@ -165,8 +173,11 @@ def _per_video_metrics() -> dict:
 def evaluate_run(run: str | Path, num: int = 256, metrics: Optional[Sequence[str]] = None, i3d: Optional[str] = None,
                  steps: Optional[int] = None, sampler: str = DEFAULT_SAMPLER, eta: float = 0.0, seed: int = 0,
                  device: str = "auto", batch_size: int = 16, samples: Optional[str | Path] = None,
-                 out_dir: Optional[str | Path] = None, progress: bool = True) -> dict:
+                 out_dir: Optional[str | Path] = None, progress: bool = True, guidance: Optional[float] = None,
+                 guidance_per_label: Optional[float] = None, guidance_rescale: float = 0.0) -> dict:
     """Compute `metrics` for a run and write out_dir/metrics.json (out_dir defaults to the run folder).
+    `guidance`, `guidance_per_label`, `guidance_rescale`: classifier-free guidance of a label-conditioned model
+    (None: the defaults).
 
     Returns the dict written. See the module docstring for what each metric is and what its baseline is.
     """
@@ -209,7 +220,7 @@ def evaluate_run(run: str | Path, num: int = 256, metrics: Optional[Sequence[str
         sample_info = {"source": str(samples), "reused": True}
     else:
         fake, sample_info = generated_samples(run, cfg, num, steps, sampler, eta, seed, device, batch_size,
-                                              out_dir, progress)
+                                              out_dir, progress, guidance, guidance_per_label, guidance_rescale)
     real = real_clips(cfg, 0, num, progress, "real clips (reference)")
     real2 = real_clips(cfg, num, num, progress, "real clips (baseline)")
 
