@@ -41,7 +41,8 @@ def main(argv=None) -> int:
     p.add_argument("--guidance", type=float, default=None,
                    help="label-conditioned models: classifier-free guidance weight (default: `vidiff sample`'s)")
     p.add_argument("--guidance-per-label", type=float, default=None, metavar="W",
-                   help="added to the weight per asked object past the first (default: `vidiff sample`'s)")
+                   help="added to the weight per asked object past the first (default: each model's "
+                        "sample.guidance_per_label, as `vidiff sample`)")
     p.add_argument("--guidance-rescale", type=float, default=0.0, metavar="PHI",
                    help="guidance rescaling (Lin et al. 2023), as `vidiff sample --guidance-rescale` (default: 0)")
     p.add_argument("--pairs", type=int, default=3, help="disjoint real-vs-real pairs for the floor (default: 3)")
@@ -58,10 +59,11 @@ def main(argv=None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from vidiff.config import DEFAULT_GUIDANCE, DEFAULT_GUIDANCE_PER_LABEL, load_config
+    from vidiff.config import DEFAULT_GUIDANCE, load_config
 
     guidance = DEFAULT_GUIDANCE if args.guidance is None else args.guidance
-    per_label = DEFAULT_GUIDANCE_PER_LABEL if args.guidance_per_label is None else args.guidance_per_label
+    per_label = ("each model's sample.guidance_per_label" if args.guidance_per_label is None
+                 else f"{args.guidance_per_label:g}")
     from vidiff.evaluation.classifier import classifier_info, load_shapes_classifier, shapes_features
     from vidiff.evaluation.evaluate import evaluate_run, real_clips
     from vidiff.evaluation.metrics import frechet_distance
@@ -105,7 +107,7 @@ def main(argv=None) -> int:
         "",
         f"N = {n} videos per set; generated videos: {args.sampler.upper()}, {args.steps} steps, seed {args.seed} "
         f"(label-conditioned models: guidance {guidance:g} at every step, "
-        f"+{per_label:g} for each asked object past the first"
+        f"+{per_label} for each asked object past the first"
         f"{f', rescaled {args.guidance_rescale:g}' if args.guidance_rescale else ''}); "
         f"real clips: held-out (eval split) clips 0..N-1 of each run's data. FVD-shapes = Frechet distance of the "
         f"{model.cfg.feature_dim}-d per-colour embeddings of the shipped shapes classifier (weights sha256 "

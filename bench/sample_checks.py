@@ -42,7 +42,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vidiff.config import DEFAULT_GUIDANCE, DEFAULT_GUIDANCE_PER_LABEL, DEFAULT_SAMPLER, DEFAULT_STEPS  # noqa: E402
+from vidiff.config import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS  # noqa: E402
 
 
 def persistence(v: torch.Tensor) -> tuple[float, float]:
@@ -167,9 +167,10 @@ def main() -> None:
                    "instead of drawing new samples; RUN still names the data config")
     p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE,
                    help=f"label-conditioned models: classifier-free guidance weight (default: {DEFAULT_GUIDANCE:g})")
-    p.add_argument("--guidance-per-label", type=float, default=DEFAULT_GUIDANCE_PER_LABEL, metavar="W",
+    p.add_argument("--guidance-per-label", type=float, default=None, metavar="W",
                    help="added to --guidance for each asked label past the first, as vidiff sample does (default: "
-                        f"{DEFAULT_GUIDANCE_PER_LABEL:g}; 0 for the rounds before the twenty-fourth)")
+                        "the model's sample.guidance_per_label; the twenty-fourth and twenty-fifth rounds used 1 for "
+                        "every model, the rounds before 0)")
     p.add_argument("--guidance-below", type=int, default=None, metavar="T",
                    help="guide only at timesteps <= T (a guidance interval; default: every step)")
     p.add_argument("--no-memorisation", action="store_true", help="skip the nearest-training-clip check")

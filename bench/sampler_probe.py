@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from vidiff.config import DEFAULT_GUIDANCE, DEFAULT_GUIDANCE_PER_LABEL  # noqa: E402
+from vidiff.config import DEFAULT_GUIDANCE  # noqa: E402
 
 
 def main() -> None:
@@ -49,9 +49,10 @@ def main() -> None:
     p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE,
                    help="label-conditioned models: classifier-free guidance weight; each sample asks for the labels "
                         f"of a held-out clip (default: {DEFAULT_GUIDANCE:g})")
-    p.add_argument("--guidance-per-label", type=float, default=DEFAULT_GUIDANCE_PER_LABEL, metavar="W",
-                   help="added to --guidance for each asked label past the first (as vidiff sample does; 0 for the "
-                        f"rounds before the twenty-fourth; default: {DEFAULT_GUIDANCE_PER_LABEL:g})")
+    p.add_argument("--guidance-per-label", type=float, default=None, metavar="W",
+                   help="added to --guidance for each asked label past the first, as vidiff sample does (default: "
+                        "the model's sample.guidance_per_label; the twenty-fourth and twenty-fifth rounds used 1 for "
+                        "every model, the rounds before 0)")
     p.add_argument("--guidance-parallel", type=float, default=1.0, metavar="ETA",
                    help="adaptive projected guidance (Sadat et al. 2025): keep this share of the guidance term's part "
                         "along the conditional estimate (default 1: plain classifier-free guidance)")
@@ -145,6 +146,8 @@ def main() -> None:
         from vidiff.pipeline import VideoPipeline
 
         labels = VideoPipeline(dn, cfg, device).dataset_labels(args.num, args.seed).to(device)
+        if args.guidance_per_label is None:
+            args.guidance_per_label = cfg.sample.guidance_per_label
         fn = classifier_free_guidance(denoise, labels, args.guidance, max_t=args.guidance_below,
                                       per_label=args.guidance_per_label, parallel=args.guidance_parallel,
                                       rescale=args.guidance_rescale)

@@ -2,6 +2,7 @@
 
     python bench/ship_weights.py runs/shapes32 --name shapes32
     python bench/ship_weights.py runs/L7 --name shapes32 --step 5000   # the EMA weights of a kept checkpoint
+    python bench/ship_weights.py runs/s34/long --name shapes32 sample.guidance_per_label=0   # key=value: config edits
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ def main() -> None:
     p.add_argument("run", help="run folder (config.json + model.safetensors)")
     p.add_argument("--name", default="shapes32")
     p.add_argument("--step", type=int, help="ship the EMA weights of checkpoints/step_N instead of the final ones")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="changes to the shipped config, e.g. sample.guidance_per_label=0 (how the model is sampled)")
     args = p.parse_args()
     from vidiff.config import load_config
     from vidiff.errors import VidiffError
@@ -28,7 +31,7 @@ def main() -> None:
 
     run = Path(args.run)
     try:  # everything that can fail on bad input, before anything is written
-        cfg = load_config(run / "config.json")
+        cfg = load_config(run / "config.json", args.overrides)
         summary = json.loads((run / "train_summary.json").read_text()) if (run / "train_summary.json").exists() else {}
         weights, step = run / "model.safetensors", summary.get("step", "?")
         if args.step is not None:

@@ -353,3 +353,28 @@ def test_sample_with_guidance_rescale(tmp_path, capsys):
     assert main(["sample", str(run), "--num", "1", "--steps", "2", "--guidance-rescale", "1.5", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "guidance rescale must be between 0 and 1" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_weight_per_label_is_the_models_own_unless_asked(tmp_path, monkeypatch):
+    import vidiff.pipeline as P
+
+    run = tmp_path / "run"
+    assert main(["train", "demo", *LABELLED, "train.steps=1", "sample.guidance_per_label=0.5", "--out", str(run),
+                 "--quiet"]) == 0
+    seen, cfg_fn = [], P.classifier_free_guidance
+    monkeypatch.setattr(P, "classifier_free_guidance", lambda *a, **kw: seen.append(kw["per_label"]) or cfg_fn(*a, **kw))
+    assert main(["sample", str(run), "--num", "1", "--steps", "2", "--out", str(tmp_path / "a"), "--quiet"]) == 0
+    assert main(["sample", str(run), "--num", "1", "--steps", "2", "--guidance-per-label", "0", "--out",
+                 str(tmp_path / "b"), "--quiet"]) == 0
+    assert seen == [0.5, 0.0]
+    assert load_config(run / "config.json").sample.guidance_per_label == 0.5
+
+
+def test_shipped_and_demo_weights_per_label():
+    """The demo preset guides a clip asked for two objects harder; the longer-trained shapes32 does not need it
+    (docs/benchmarks.md, twenty-sixth round)."""
+    from vidiff.cli import _config_path
+    from vidiff.pipeline import resolve_run
+
+    assert load_config(_config_path("demo")).sample.guidance_per_label == 1.0
+    assert load_config(resolve_run("shapes32") / "config.json").sample.guidance_per_label == 0.0

@@ -11,7 +11,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from vidiff.config import DEFAULT_GUIDANCE, DEFAULT_GUIDANCE_PER_LABEL, DEFAULT_SAMPLER, DEFAULT_STEPS, default_steps
+from vidiff.config import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS, default_steps
 from vidiff.errors import ConfigError, VidiffError
 
 PRESETS_DIR = resources.files("vidiff") / "presets"
@@ -132,7 +132,7 @@ def cmd_data_inspect(args) -> int:
 def _sample_to(run: str, out: Path, num: int, steps: int, sampler: str, eta: float, seed: int, fps: float,
                device: str, quiet: bool, prompts: list[str] | None = None, guidance: float = DEFAULT_GUIDANCE,
                motion_boost: float = 0.0, guidance_below: int | None = None,
-               guidance_per_label: float = DEFAULT_GUIDANCE_PER_LABEL, guidance_rescale: float = 0.0) -> None:
+               guidance_per_label: float | None = None, guidance_rescale: float = 0.0) -> None:
     import torch
 
     from vidiff.io import write_samples
@@ -140,6 +140,8 @@ def _sample_to(run: str, out: Path, num: int, steps: int, sampler: str, eta: flo
 
     pipe = VideoPipeline.from_pretrained(run, device=device)
     steps = default_steps(pipe.denoiser.num_timesteps) if steps is None else steps
+    if guidance_per_label is None:
+        guidance_per_label = pipe.config.sample.guidance_per_label
     labels = None  # label-conditioned models: the prompts, or the labels of random held-out clips
     if prompts:  # (an unconditional model refuses them in one line)
         labels = pipe.labels_for([prompts[i % len(prompts)] for i in range(num)])
@@ -279,9 +281,10 @@ SAMPLER_HELP = ("ddpm (ancestral, fresh noise each step: objects keep their colo
 GUIDANCE_HELP = f"label-conditioned models: classifier-free guidance weight (1: none; default: {DEFAULT_GUIDANCE:g})"
 RESCALE_HELP = ("label-conditioned models: guidance rescaling (Lin et al. 2023): bring the guided estimate's mean and "
                 "std back to the conditional one's, PHI of it mixed in (0 to 1; default 0: plain guidance)")
-PER_LABEL_HELP = (f"label-conditioned models: added to the guidance weight for each asked label past the first "
-                  f"(each object of a shapes prompt), so that a video asked for two objects holds both (default: "
-                  f"{DEFAULT_GUIDANCE_PER_LABEL:g}; 0: the same weight for every video)")
+PER_LABEL_HELP = ("label-conditioned models: added to the guidance weight for each asked label past the first "
+                  "(each object of a shapes prompt), so that a video asked for two objects holds both (default: the "
+                  "model's sample.guidance_per_label: 1 for the demo preset, 0 for shapes32; 0: the same weight for "
+                  "every video)")
 STEPS_HELP = (f"sampling steps (default: {DEFAULT_STEPS}, or every timestep of a model trained with fewer; with "
               "ddpm, fewer steps make objects fade and change colour more often: 100 steps take 40%% of the time)")
 
@@ -310,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE,
                    help=f"classifier-free guidance weight (1: none; default: {DEFAULT_GUIDANCE:g})")
-    d.add_argument("--guidance-per-label", type=float, default=DEFAULT_GUIDANCE_PER_LABEL, metavar="W",
+    d.add_argument("--guidance-per-label", type=float, default=None, metavar="W",
                    help=PER_LABEL_HELP)
     d.add_argument("--fresh", action="store_true", help="start over even if OUT holds an earlier demo run")
     d.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -409,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "trained on class folders. Default: the labels of random held-out clips (random classes). "
                         "Written to OUT/captions.txt")
     s.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE, help=GUIDANCE_HELP)
-    s.add_argument("--guidance-per-label", type=float, default=DEFAULT_GUIDANCE_PER_LABEL, metavar="W",
+    s.add_argument("--guidance-per-label", type=float, default=None, metavar="W",
                    help=PER_LABEL_HELP)
     s.add_argument("--guidance-rescale", type=float, default=0.0, metavar="PHI", help=RESCALE_HELP)
     s.add_argument("--guidance-below", type=int, default=None, metavar="T",
@@ -485,7 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     e.add_argument("--batch-size", type=int, default=16, help="videos sampled at once (default: 16)")
     e.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE, help=GUIDANCE_HELP)
-    e.add_argument("--guidance-per-label", type=float, default=DEFAULT_GUIDANCE_PER_LABEL, metavar="W",
+    e.add_argument("--guidance-per-label", type=float, default=None, metavar="W",
                    help=PER_LABEL_HELP)
     e.add_argument("--guidance-rescale", type=float, default=0.0, metavar="PHI", help=RESCALE_HELP)
     e.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")

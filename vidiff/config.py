@@ -1,6 +1,7 @@
 """Typed run configuration: dataclasses, YAML/JSON loading, `key=value` overrides and validation.
 
-A run is described by one `RunConfig` (data, model, diffusion, train). It is loaded from YAML,
+A run is described by one `RunConfig` (data, model, diffusion, train, masks, and sample: how the trained model is
+sampled by default). It is loaded from YAML,
 overridden from the command line with dotted keys (`train.steps=200 model.channels=32`), validated
 against the field types below, and saved as `config.json` beside every checkpoint.
 """
@@ -27,9 +28,7 @@ from vidiff.errors import ConfigError
 DEFAULT_SAMPLER = "ddpm"
 DEFAULT_STEPS = 100
 DEFAULT_GUIDANCE = 2.0  # classifier-free guidance weight for label-conditioned models (1: no guidance)
-# ... plus this for each asked label past the first (two objects: 3): the labels' embeddings are summed, and a clip
-# asked for two objects holds both far more often with the stronger weight (docs/benchmarks.md, twenty-fourth round)
-DEFAULT_GUIDANCE_PER_LABEL = 1.0
+# (the weight added per asked label past the first is the model's own: `SampleConfig.guidance_per_label`)
 
 
 def default_steps(timesteps: int) -> int:
@@ -202,12 +201,26 @@ class MaskConfig:
 
 
 @dataclass
+class SampleConfig:
+    """How this model is sampled unless told otherwise (`vidiff sample`, `VideoPipeline`, `vidiff eval`): a property of
+    the trained model, saved with it, since what suits a model depends on how far it was trained."""
+
+    # label-conditioned models: added to the guidance weight for each asked label past the first (labels' embeddings
+    # are summed, so a clip asked for two objects is pulled less towards each). 0: one weight for every clip. The
+    # 8-minute demo keeps both of two asked objects far more often with 1 (26 against 16 of 38 clips) at a worse
+    # FVD-shapes (1,481 against 930); the 185-minute `shapes32` keeps them as often without it (32 of 38) and
+    # scores 977 against 1,934 with it (docs/benchmarks.md, twenty-sixth round)
+    guidance_per_label: float = 0.0
+
+
+@dataclass
 class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     masks: MaskConfig = field(default_factory=MaskConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

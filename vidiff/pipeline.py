@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from vidiff.build import build_autoencoder, build_denoiser, sample_shape
-from vidiff.config import (DEFAULT_GUIDANCE, DEFAULT_GUIDANCE_PER_LABEL, DEFAULT_SAMPLER, RunConfig, default_steps,
+from vidiff.config import (DEFAULT_GUIDANCE, DEFAULT_SAMPLER, RunConfig, default_steps,
                            load_config)
 from vidiff.diffusion import SAMPLERS, sample
 from vidiff.diffusion.guidance import classifier_free_guidance, masked_model_denoise, motion_boost as boost_motion
@@ -69,11 +69,12 @@ class VideoPipeline:
                  progress: bool = True, labels: Optional[torch.Tensor] = None,
                  guidance_scale: float = DEFAULT_GUIDANCE, motion_boost: float = 0.0,
                  guidance_below: Optional[int] = None,
-                 guidance_per_label: float = DEFAULT_GUIDANCE_PER_LABEL,
+                 guidance_per_label: Optional[float] = None,
                  guidance_rescale: float = 0.0) -> VideoPipelineOutput:
         """`labels` (num_videos, L) long (-1: empty slot), for a label-conditioned model: each video shows its
         labels, with classifier-free guidance of weight `guidance_scale`, plus `guidance_per_label` for each label
-        past the first (a video asked for two objects: 3 by default). Without labels such a model samples
+        past the first (None: the model's `sample.guidance_per_label`; 1 for the demo preset, so that a video asked for
+        two objects is guided at 3). Without labels such a model samples
         unconditionally. `guidance_below`: guide only at timesteps <= it (the conditional model alone above: objects
         of the right size, docs/benchmarks.md, tenth round). `guidance_rescale` (phi in [0, 1]): bring the guided
         estimate's mean and std back towards the conditional one's (Lin et al. 2023; `classifier_free_guidance`'s
@@ -90,6 +91,8 @@ class VideoPipeline:
             raise VidiffError(f"number of videos must be >= 1, got {num_videos}")
         if motion_boost < 0:
             raise VidiffError(f"motion boost must be >= 0, got {motion_boost}")
+        if guidance_per_label is None:
+            guidance_per_label = self.config.sample.guidance_per_label
         if not 0 <= guidance_rescale <= 1:
             raise VidiffError(f"guidance rescale must be between 0 and 1, got {guidance_rescale}")
         if labels is not None:

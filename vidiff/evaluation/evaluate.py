@@ -111,10 +111,11 @@ def generated_samples(run: Path, cfg, num: int, steps: int, sampler: str, eta: f
                       guidance_rescale: float = 0.0) -> tuple[np.ndarray, dict]:
     """Sample `num` videos, or reuse out_dir/eval/samples.npy when it was sampled from the same weights and settings.
     A label-conditioned model is asked for the labels of `num` random held-out clips, with classifier-free guidance
-    `guidance` plus `guidance_per_label` per asked object past the first (None: `vidiff sample`'s defaults)."""
+    `guidance` plus `guidance_per_label` per asked object past the first (None: `vidiff sample`'s defaults, the
+    latter the model's `sample.guidance_per_label`)."""
     import torch
 
-    from vidiff.config import DEFAULT_GUIDANCE, DEFAULT_GUIDANCE_PER_LABEL
+    from vidiff.config import DEFAULT_GUIDANCE
     from vidiff.evaluation.fvd import sha256_file
     from vidiff.pipeline import VideoPipeline
     from vidiff.training.checkpoint import WEIGHTS
@@ -123,7 +124,7 @@ def generated_samples(run: Path, cfg, num: int, steps: int, sampler: str, eta: f
                 "model_sha256": sha256_file(run / WEIGHTS)}
     if cfg.model.num_labels:
         guidance = DEFAULT_GUIDANCE if guidance is None else guidance
-        guidance_per_label = DEFAULT_GUIDANCE_PER_LABEL if guidance_per_label is None else guidance_per_label
+        guidance_per_label = cfg.sample.guidance_per_label if guidance_per_label is None else guidance_per_label
         settings.update(labels="held-out clips", guidance=guidance, guidance_per_label=guidance_per_label)
         if guidance_rescale:
             settings.update(guidance_rescale=guidance_rescale)
@@ -139,7 +140,7 @@ def generated_samples(run: Path, cfg, num: int, steps: int, sampler: str, eta: f
     out = pipe(num_videos=num, num_inference_steps=steps, sampler=sampler, eta=eta,
                generator=torch.Generator().manual_seed(seed), batch_size=batch_size, progress=progress,
                labels=labels, guidance_scale=guidance if labels is not None else DEFAULT_GUIDANCE,
-               guidance_per_label=guidance_per_label if labels is not None else DEFAULT_GUIDANCE_PER_LABEL,
+               guidance_per_label=guidance_per_label if labels is not None else 0.0,
                guidance_rescale=guidance_rescale if labels is not None else 0.0)
     seconds = time.perf_counter() - t0
     frames = out.frames()
