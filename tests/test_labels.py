@@ -376,5 +376,5 @@ def test_shipped_and_demo_weights_per_label():
     from vidiff.cli import _config_path
     from vidiff.pipeline import resolve_run
 
-    assert load_config(_config_path("demo")).sample.guidance_per_label == 1.0
+    assert load_config(_config_path("demo")).sample.guidance_per_label == 0.5
     assert load_config(resolve_run("shapes32") / "config.json").sample.guidance_per_label == 0.0

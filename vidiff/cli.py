@@ -283,7 +283,7 @@ RESCALE_HELP = ("label-conditioned models: guidance rescaling (Lin et al. 2023):
                 "std back to the conditional one's, PHI of it mixed in (0 to 1; default 0: plain guidance)")
 PER_LABEL_HELP = ("label-conditioned models: added to the guidance weight for each asked label past the first "
                   "(each object of a shapes prompt), so that a video asked for two objects holds both (default: the "
-                  "model's sample.guidance_per_label: 1 for the demo preset, 0 for shapes32; 0: the same weight for "
+                  "model's sample.guidance_per_label: 0.5 for the demo preset, 0 for shapes32; 0: the same weight for "
                   "every video)")
 STEPS_HELP = (f"sampling steps (default: {DEFAULT_STEPS}, or every timestep of a model trained with fewer; with "
               "ddpm, fewer steps make objects fade and change colour more often: 100 steps take 40%% of the time)")

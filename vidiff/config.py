@@ -207,9 +207,9 @@ class SampleConfig:
 
     # label-conditioned models: added to the guidance weight for each asked label past the first (labels' embeddings
     # are summed, so a clip asked for two objects is pulled less towards each). 0: one weight for every clip. The
-    # 8-minute demo keeps both of two asked objects far more often with 1 (26 against 16 of 38 clips) at a worse
-    # FVD-shapes (1,481 against 930); the 185-minute `shapes32` keeps them as often without it (32 of 38) and
-    # scores 977 against 1,934 with it (docs/benchmarks.md, twenty-sixth round)
+    # 8-minute demo keeps both of two asked objects far more often with 0.5 (24 against 16 of 38 clips) at a worse
+    # FVD-shapes (1,066 against 930); the 185-minute `shapes32` keeps them as often without it (32 of 38) and
+    # scores 977 against 1,518 with 0.5 (docs/benchmarks.md, twenty-sixth round)
     guidance_per_label: float = 0.0
 
 

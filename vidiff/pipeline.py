@@ -73,8 +73,8 @@ class VideoPipeline:
                  guidance_rescale: float = 0.0) -> VideoPipelineOutput:
         """`labels` (num_videos, L) long (-1: empty slot), for a label-conditioned model: each video shows its
         labels, with classifier-free guidance of weight `guidance_scale`, plus `guidance_per_label` for each label
-        past the first (None: the model's `sample.guidance_per_label`; 1 for the demo preset, so that a video asked for
-        two objects is guided at 3). Without labels such a model samples
+        past the first (None: the model's `sample.guidance_per_label`; 0.5 for the demo preset, so that a video asked
+        for two objects is guided at 2.5). Without labels such a model samples
         unconditionally. `guidance_below`: guide only at timesteps <= it (the conditional model alone above: objects
         of the right size, docs/benchmarks.md, tenth round). `guidance_rescale` (phi in [0, 1]): bring the guided
         estimate's mean and std back towards the conditional one's (Lin et al. 2023; `classifier_free_guidance`'s
