@@ -323,6 +323,15 @@ def test_tasks_take_a_prompt_through_every_conditioning_method(tmp_path, capsys)
         for out in outs:
             assert out.shape == (1, 3, 4, 16, 16) and torch.equal(out[:, :, :2], context[None])  # context kept
         assert not torch.allclose(outs[0], outs[1]) and not torch.allclose(outs[0], outs[2]), method
+    # the model's weight per asked object past the first reaches the tasks: a two-object prompt changes with it
+    for prompt, changes in (("a red circle and a blue square", True), ("a red circle", False)):
+        outs = []
+        for w in (0.0, 2.0):
+            pipe.config.sample.guidance_per_label = w
+            outs.append(tasks.predict(pipe, context, 2, method="masked", num_steps=2,
+                                      labels=pipe.labels_for([prompt]), generator=torch.Generator().manual_seed(1)))
+        assert torch.allclose(outs[0], outs[1]) != changes, prompt
+    pipe.config.sample.guidance_per_label = 0.5
     video = torch.rand(2, 3, 4, 16, 16) * 2 - 1  # one label row for both videos, or one row per video
     a = tasks.vary(pipe, video, 0.6, num_steps=2, labels=red, generator=torch.Generator().manual_seed(2))
     b = tasks.vary(pipe, video, 0.6, num_steps=2, labels=torch.cat([red, green]),

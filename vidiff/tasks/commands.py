@@ -120,7 +120,8 @@ def add_task_commands(sub) -> None:
                              "words ('a red circle and a blue square') or a class name; default: no labels (the "
                              "model's unconditional output)")
     common.add_argument("--label-guidance", type=float, default=DEFAULT_GUIDANCE, metavar="W",
-                        help=f"classifier-free guidance weight for --prompt (1: none; default: {DEFAULT_GUIDANCE:g})")
+                        help=f"classifier-free guidance weight for --prompt (1: none; default: {DEFAULT_GUIDANCE:g}), plus "
+                             "the model's sample.guidance_per_label for each object past the first")
     guided = argparse.ArgumentParser(add_help=False)
     guided.add_argument("--method", choices=["auto", "masked", "reconstruction", "replacement"], default="auto",
                         help="how known frames condition the model: 'masked' for models trained with masks "

@@ -59,14 +59,16 @@ def fit_resolution(pipe, video: torch.Tensor) -> torch.Tensor:
 
 def _model_fn(pipe, known=None, mask=None, labels=None, label_guidance=DEFAULT_GUIDANCE):
     """The network as a denoise function: a masked model gets its conditioning channels (none: unconditional),
-    and with `labels` (B, L) a label-conditioned one is guided towards them (classifier-free guidance)."""
+    and with `labels` (B, L) a label-conditioned one is guided towards them (classifier-free guidance of weight
+    `label_guidance`, plus the model's `sample.guidance_per_label` for each label past the first, as `vidiff sample`)."""
     den = pipe.denoiser
     fn = masked_model_denoise(den, known, mask) if pipe.config.masks.enabled else den
     if labels is None:
         return fn
     if not den.num_labels:
         raise VidiffError("this model was trained without labels (model.num_labels = 0): it cannot take a prompt")
-    return classifier_free_guidance(fn, labels.to(pipe.device), label_guidance)
+    return classifier_free_guidance(fn, labels.to(pipe.device), label_guidance,
+                                    per_label=pipe.config.sample.guidance_per_label)
 
 
 def _batch_labels(labels: Optional[torch.Tensor], batch: int) -> Optional[torch.Tensor]:
