@@ -120,11 +120,11 @@ def generated_samples(run: Path, cfg, num: int, steps: int, sampler: str, eta: f
     from vidiff.pipeline import VideoPipeline
     from vidiff.training.checkpoint import WEIGHTS
 
+    guidance = DEFAULT_GUIDANCE if guidance is None else guidance
+    guidance_per_label = cfg.sample.guidance_per_label if guidance_per_label is None else guidance_per_label
     settings = {"sampler": sampler, "steps": steps, "eta": eta, "seed": seed,
                 "model_sha256": sha256_file(run / WEIGHTS)}
-    if cfg.model.num_labels:
-        guidance = DEFAULT_GUIDANCE if guidance is None else guidance
-        guidance_per_label = cfg.sample.guidance_per_label if guidance_per_label is None else guidance_per_label
+    if cfg.model.num_labels:  # (the guidance settings matter only with labels)
         settings.update(labels="held-out clips", guidance=guidance, guidance_per_label=guidance_per_label)
         if guidance_rescale:
             settings.update(guidance_rescale=guidance_rescale)
@@ -139,9 +139,8 @@ def generated_samples(run: Path, cfg, num: int, steps: int, sampler: str, eta: f
     labels = pipe.dataset_labels(num, seed) if cfg.model.num_labels else None
     out = pipe(num_videos=num, num_inference_steps=steps, sampler=sampler, eta=eta,
                generator=torch.Generator().manual_seed(seed), batch_size=batch_size, progress=progress,
-               labels=labels, guidance_scale=guidance if labels is not None else DEFAULT_GUIDANCE,
-               guidance_per_label=guidance_per_label if labels is not None else 0.0,
-               guidance_rescale=guidance_rescale if labels is not None else 0.0)
+               labels=labels, guidance_scale=guidance, guidance_per_label=guidance_per_label,
+               guidance_rescale=guidance_rescale)
     seconds = time.perf_counter() - t0
     frames = out.frames()
     cache.parent.mkdir(parents=True, exist_ok=True)
