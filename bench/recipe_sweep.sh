@@ -52,12 +52,14 @@ one() {  # variant seed
     python -m vidiff train demo --out "$run" train.seed=$s train.steps=$STEPS train.time_budget_minutes=null \
         train.threads=$THREADS train.device=$DEVICE $extra > "$run.log" 2>&1 || { echo "$v s$s: training failed"; tail -3 "$run.log"; return 1; }
     # the probe asks for the objects of held-out clips of the run's own data: score every variant on the preset's
+    # (the config the run trained with stays as config.trained.json)
     python - "$run/config.json" <<'PY'
-import json, sys
+import json, shutil, sys
 cfg = json.load(open(sys.argv[1]))
 if cfg["data"].get("min_objects", 1) != 1:
+    shutil.copy(sys.argv[1], sys.argv[1].replace("config.json", "config.trained.json"))
     cfg["data"]["min_objects"] = 1
-    json.dump(cfg, open(sys.argv[1], "w"), indent=1)
+    open(sys.argv[1], "w").write(json.dumps(cfg, indent=2) + "\n")
 PY
     python bench/sampler_probe.py "$run" --num $NUM --steps $PSTEPS --threads $THREADS --device $DEVICE \
         --grid "$OUT/probes/$v-s$s.png" > "$OUT/probes/$v-s$s.txt" 2>&1 || { echo "$v s$s: probe failed"; tail -3 "$OUT/probes/$v-s$s.txt"; return 1; }
