@@ -53,6 +53,9 @@ def main() -> None:
                    help="added to --guidance for each asked label past the first, as vidiff sample does (default: "
                         "the model's sample.guidance_per_label; the twenty-fourth and twenty-fifth rounds used 1 for "
                         "every model, the rounds before 0)")
+    p.add_argument("--guidance-per-object", type=float, default=0.0, metavar="LAMBDA",
+                   help="for clips asked for 2+ objects, add LAMBDA times each object's own contrast (all labels "
+                        "against all but that one; one more network call per object)")
     p.add_argument("--guidance-parallel", type=float, default=1.0, metavar="ETA",
                    help="adaptive projected guidance (Sadat et al. 2025): keep this share of the guidance term's part "
                         "along the conditional estimate (default 1: plain classifier-free guidance)")
@@ -150,9 +153,11 @@ def main() -> None:
             args.guidance_per_label = cfg.sample.guidance_per_label
         fn = classifier_free_guidance(denoise, labels, args.guidance, max_t=args.guidance_below,
                                       per_label=args.guidance_per_label, parallel=args.guidance_parallel,
+                                      per_object=args.guidance_per_object,
                                       rescale=args.guidance_rescale)
         per_label = f" (+{args.guidance_per_label:g} per label past the first)" if args.guidance_per_label else ""
         per_label += f", parallel part x{args.guidance_parallel:g}" if args.guidance_parallel != 1 else ""
+        per_label += f", +{args.guidance_per_object:g} x each object's contrast" if args.guidance_per_object else ""
         per_label += f", rescaled {args.guidance_rescale:g}" if args.guidance_rescale else ""
         guided = f", guidance {args.guidance:g}{per_label}" + (
             f" at t <= {args.guidance_below}" if args.guidance_below is not None else "")

@@ -169,6 +169,20 @@ def test_classifier_free_guidance_combines_the_two_predictions():
     full = classifier_free_guidance(d, labels, 3.0, rescale=1.0)(x, t, x_self=x_self)[0]
     assert torch.allclose(full.mean((1, 2, 3, 4)), c[0].mean((1, 2, 3, 4)), atol=1e-4)
     assert torch.allclose(full.std((1, 2, 3, 4)), c[0].std((1, 2, 3, 4)), atol=1e-4)
+    # each object's own contrast for a sample asked for two: the estimate with both labels against the estimate with
+    # that one left out, from separate calls; a sample asked for one gets none; guided only at t <= max_t
+    loo = [d(x, t, x_self=x_self, labels=torch.tensor([[-1, 4], [9, -1], [-1, 2]])),
+           d(x, t, x_self=x_self, labels=torch.tensor([[0, -1], [9, -1], [17, -1]]))]
+    contrast = sum(c[0] - o[0] for o in loo)  # zero for the second sample (its labels unchanged)
+    x0, eps = classifier_free_guidance(d, labels, 2.0, per_object=0.75)(x, t, x_self=x_self)
+    assert torch.allclose(x0, u[0] + 2 * (c[0] - u[0]) + 0.75 * contrast, atol=1e-4)
+    assert torch.allclose(x0[1], u[0][1] + 2 * (c[0][1] - u[0][1]), atol=1e-4) and contrast[0].abs().max() > 1e-3
+    assert torch.allclose(a.sqrt() * x0 + (1 - a).sqrt() * eps, x, atol=1e-3)  # eps follows x0
+    x0, _ = classifier_free_guidance(d, labels, 2.0, per_object=0.75, max_t=25)(x, t, x_self=x_self)
+    assert torch.allclose(x0[2], c[0][2], atol=1e-5)  # above the interval: the conditional model alone
+    assert torch.allclose(x0[0], u[0][0] + 2 * (c[0][0] - u[0][0]) + 0.75 * contrast[0], atol=1e-4)
+    x0, _ = classifier_free_guidance(d, labels[1:2], 1.0, per_object=0.75)(x[1:2], t[1:2], x_self=x_self[1:2])
+    assert torch.allclose(x0, c[0][1:2], atol=1e-5)  # nobody asked for two: the plain path
 
 
 def test_training_sees_the_batch_labels_and_drops_a_fraction(tmp_path, monkeypatch):
