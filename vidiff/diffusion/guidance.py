@@ -153,8 +153,8 @@ def classifier_free_guidance(denoiser, labels: torch.Tensor, scale: float = 1.0,
     one more network call per asked object, and nothing for a sample asked for one (its contrast would be the
     guidance term itself). On a demo-preset run lambda = 1 kept both of two asked colours in every frame in 16 of 20
     clips instead of 10, but drew the two objects larger and joined: asked shape right 0.74 instead of 0.94
-    (docs/benchmarks.md, twenty-eighth round); not a default. `denoiser`: a Denoiser, or a wrapper that takes labels= (masked_model_denoise without
-    known frames)."""
+    (docs/benchmarks.md, twenty-eighth round); not a default. `denoiser`: a Denoiser, or a wrapper that takes
+    labels= (masked_model_denoise without known frames)."""
     counts = (labels >= 0).sum(-1).clamp(min=1)  # (B,) labels asked per sample
     weights = scale + per_label * (counts - 1)  # (B,)
     # the (sample, slot) pairs whose label is left out once for the per-object contrasts
