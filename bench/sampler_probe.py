@@ -55,7 +55,7 @@ def main() -> None:
                         "every model, the rounds before 0)")
     p.add_argument("--guidance-per-object", type=float, default=0.0, metavar="LAMBDA",
                    help="for clips asked for 2+ objects, add LAMBDA times each object's own contrast (all labels "
-                        "against all but that one; one more network call per object)")
+                        "against all but that one; one more network evaluation per object)")
     p.add_argument("--guidance-parallel", type=float, default=1.0, metavar="ETA",
                    help="adaptive projected guidance (Sadat et al. 2025): keep this share of the guidance term's part "
                         "along the conditional estimate (default 1: plain classifier-free guidance)")

@@ -150,11 +150,11 @@ def classifier_free_guidance(denoiser, labels: torch.Tensor, scale: float = 1.0,
     more objects, each object's own contrast is added, the estimate with every label against the estimate with that
     one label left out (the part of x^0 that only that object's label draws):
         x^0 <- x^0 + lambda * sum_i (x^0(labels) - x^0(labels without label i))
-    one more network call per asked object, and nothing for a sample asked for one (its contrast would be the
-    guidance term itself). On a demo-preset run lambda = 1 kept both of two asked colours in every frame in 16 of 20
-    clips instead of 10, but drew the two objects larger and joined: asked shape right 0.74 instead of 0.94
-    (docs/benchmarks.md, twenty-eighth round); not a default. `denoiser`: a Denoiser, or a wrapper that takes
-    labels= (masked_model_denoise without known frames)."""
+    one more network evaluation per asked object (rows of the same batched call), and nothing for a sample asked for
+    one (its contrast would be the guidance term itself). On a demo-preset run lambda = 1 kept both of two asked
+    colours in every frame in 16 of 20 clips instead of 10, but drew the two objects larger and joined: asked shape
+    right 0.74 instead of 0.94 (docs/benchmarks.md, twenty-eighth round); not a default. `denoiser`: a Denoiser, or
+    a wrapper that takes labels= (masked_model_denoise without known frames)."""
     counts = (labels >= 0).sum(-1).clamp(min=1)  # (B,) labels asked per sample
     weights = scale + per_label * (counts - 1)  # (B,)
     # the (sample, slot) pairs whose label is left out once for the per-object contrasts
