@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from vidiff.config import DEFAULT_GUIDANCE  # noqa: E402
+from vidiff.config import DEFAULT_GUIDANCE, SAMPLER_NAMES  # noqa: E402
 
 
 def main() -> None:
@@ -36,7 +36,7 @@ def main() -> None:
     p.add_argument("run")
     p.add_argument("--checkpoint", type=int, help="use the EMA weights of RUN/checkpoints/step_N")
     p.add_argument("--num", type=int, default=64)
-    p.add_argument("--sampler", default="ddpm", choices=["ddim", "ddpm"])
+    p.add_argument("--sampler", default="ddpm", choices=SAMPLER_NAMES)
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--eta", type=float, default=0.0, help="DDIM's eta (0: deterministic, 1: DDPM)")
     p.add_argument("--eps-scale", type=float, default=1.0)

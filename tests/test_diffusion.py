@@ -1,4 +1,5 @@
-"""Schedules and sampler steps against an independent reference: diffusers' DDPMScheduler / DDIMScheduler."""
+"""Schedules and sampler steps against an independent reference: diffusers' DDPMScheduler / DDIMScheduler /
+DPMSolverMultistepScheduler."""
 
 import pytest
 import torch
@@ -14,8 +15,10 @@ PREDICTION_TYPE = {"eps": "epsilon", "v": "v_prediction", "x0": "sample"}
 
 
 def _scheduler(cls, schedule, objective, T=1000, **kw):
+    if cls is not diffusers.DPMSolverMultistepScheduler:  # (which never clips: it has no such option)
+        kw["clip_sample"] = False
     sch = cls(num_train_timesteps=T, beta_schedule=DIFFUSERS_SCHEDULE[schedule],
-              prediction_type=PREDICTION_TYPE[objective], clip_sample=False, **kw)
+              prediction_type=PREDICTION_TYPE[objective], **kw)
     # Same betas, held in float64 on both sides: the comparison is of the step algebra, not of
     # float32 rounding (near t = 0, 1 - alpha_bar in float32 loses ~4 digits in diffusers' tables).
     sch.betas, sch.alphas, sch.alphas_cumprod = sch.betas.double(), sch.alphas.double(), sch.alphas_cumprod.double()
@@ -107,6 +110,54 @@ def test_full_ddim_loop_matches_diffusers():
     assert torch.allclose(ours, x, atol=1e-4), (ours - x).abs().max()
 
 
+@pytest.mark.parametrize("sde", [False, True])
+@pytest.mark.parametrize("objective", ["v", "x0"])
+@pytest.mark.parametrize("n", [20, 10])
+def test_full_dpmpp_2m_loop_matches_diffusers(sde, objective, n):
+    """A whole DPM-Solver++(2M) trajectory (and its SDE form, with the same noise fed to both) with a fixed analytic
+    'network' agrees with diffusers' DPMSolverMultistepScheduler: first order at the first step and at the last,
+    second order (midpoint form) between."""
+    from vidiff.diffusion.schedules import video_noise
+
+    sch = _scheduler(diffusers.DPMSolverMultistepScheduler, "cosine", objective, solver_order=2,
+                     algorithm_type="sde-dpmsolver++" if sde else "dpmsolver++", final_sigmas_type="zero")
+    timesteps = sampling_timesteps(1000, n)
+    sch.set_timesteps(timesteps=timesteps)
+    a = sch.alphas_cumprod.double()  # diffusers keeps its sigmas in float32: the same ones in float64
+    sch.sigmas = torch.cat([((1 - a[timesteps]) / a[timesteps]).sqrt(), torch.zeros(1, dtype=torch.float64)])
+    net = lambda x, t, cond=None: 0.5 * x.tanh() + 0.2 * t[:, None, None, None, None] / 1000  # noqa: E731
+    den = Denoiser(net, "cosine", 1000, objective)
+    x_T = torch.randn(1, 3, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    noise_gen = torch.Generator().manual_seed(5)
+    x = x_T.clone().double()
+    for i, t in enumerate(sch.timesteps):
+        noise = video_noise(x.shape, 0.0, noise_gen).double() if sde and i < n - 1 else None
+        x = sch.step(net(x.float(), t.float().reshape(1)).double(), t, x, variance_noise=noise).prev_sample
+    name = "dpmpp-2m-sde" if sde else "dpmpp-2m"
+    ours = sample(den, x_T.shape, den.alphas_cumprod, name, n, x_T=x_T.clone(), clip_x0=False,
+                  generator=torch.Generator().manual_seed(5))
+    assert torch.allclose(ours.double(), x, atol=1e-5), (ours - x).abs().max()
+
+
+def test_every_sampler_is_offered_by_the_command_line():
+    from vidiff.config import SAMPLER_NAMES
+    from vidiff.diffusion import SAMPLERS
+
+    assert sorted(SAMPLER_NAMES) == sorted(SAMPLERS)
+
+
+def test_dpmpp_2m_step_orders():
+    """The first-order step is DDIM (eta 0) for the ODE form; the last step returns the estimate."""
+    from vidiff.diffusion import dpmpp_2m_step
+
+    a = make_alphas_cumprod("cosine", 1000)
+    g = torch.Generator().manual_seed(1)
+    x_t, x0 = torch.randn(2, 3, 2, 4, 4, generator=g), torch.randn(2, 3, 2, 4, 4, generator=g)
+    eps = (x_t - a[600].sqrt() * x0) / (1 - a[600]).sqrt()
+    assert torch.allclose(dpmpp_2m_step(x_t, x0, a[600], a[500]), ddim_step(x_t, x0, eps, a[600], a[500]), atol=1e-5)
+    assert torch.equal(dpmpp_2m_step(x_t, x0, a[0], torch.tensor(1.0, dtype=torch.float64), x0 * 0, a[0]), x0)
+
+
 @pytest.mark.parametrize("objective", ["eps", "v", "x0"])
 def test_prediction_conversions_round_trip(objective):
     g = torch.Generator().manual_seed(0)
@@ -123,9 +174,9 @@ def test_sampling_is_deterministic_under_a_generator():
     den = Denoiser(lambda x, t, c=None: 0.1 * x, "cosine", 100, "eps")
     shape = (2, 3, 4, 8, 8)
     runs = [sample(den, shape, den.alphas_cumprod, s, 10, eta=1.0, generator=torch.Generator().manual_seed(3))
-            for s in ("ddpm", "ddpm", "ddim", "ddim")]
-    assert torch.equal(runs[0], runs[1]) and torch.equal(runs[2], runs[3])
-    assert not torch.equal(runs[0], runs[2])
+            for s in ("ddpm", "ddpm", "ddim", "ddim", "dpmpp-2m-sde", "dpmpp-2m-sde")]
+    assert torch.equal(runs[0], runs[1]) and torch.equal(runs[2], runs[3]) and torch.equal(runs[4], runs[5])
+    assert not torch.equal(runs[0], runs[2]) and not torch.equal(runs[0], runs[4])
 
 
 def test_min_snr_weighting_per_objective():
@@ -177,7 +228,7 @@ def test_sampling_draws_the_trained_noise():
     assert torch.equal(seen[0], video_noise(shape, 0.5, torch.Generator().manual_seed(1)))
 
 
-@pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm", "dpmpp-2m", "dpmpp-2m-sde"])
 def test_exact_denoiser_of_a_finite_dataset_samples_its_clips(sampler):
     # For a dataset of a few clips, E[x0 | x_t] is a softmax-weighted mean of them: driven by that exact
     # denoiser, a correct sampler must end on one of the clips (an end-to-end check of the whole loop).
@@ -209,7 +260,7 @@ class _Recorder(torch.nn.Module):
         return x / 2
 
 
-@pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm", "dpmpp-2m", "dpmpp-2m-sde"])
 def test_samplers_feed_the_previous_clipped_estimate_to_a_self_conditioned_model(sampler):
     den = Denoiser(_Recorder(), objective="x0")
     assert den.self_conditioning

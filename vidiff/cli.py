@@ -11,7 +11,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from vidiff.config import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS, default_steps
+from vidiff.config import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLER_NAMES, default_steps
 from vidiff.errors import ConfigError, VidiffError
 
 PRESETS_DIR = resources.files("vidiff") / "presets"
@@ -275,9 +275,10 @@ def cmd_report(args) -> int:
     return 0
 
 
-SAMPLER_HELP = ("ddpm (ancestral, fresh noise each step: objects keep their colour; the default) or ddim "
+SAMPLER_HELP = ("ddpm (ancestral, fresh noise each step: objects keep their colour; the default), ddim "
                 "(deterministic: faster to converge in steps, but 2-4x the colour drift on the shapes models: "
-                "docs/benchmarks.md)")
+                "docs/benchmarks.md), dpmpp-2m (DPM-Solver++(2M), deterministic, second order: good in 20-50 steps) "
+                "or dpmpp-2m-sde (its stochastic form: fresh noise each step, like ddpm)")
 GUIDANCE_HELP = f"label-conditioned models: classifier-free guidance weight (1: none; default: {DEFAULT_GUIDANCE:g})"
 RESCALE_HELP = ("label-conditioned models: guidance rescaling (Lin et al. 2023): bring the guided estimate's mean and "
                 "std back to the conditional one's, PHI of it mixed in (0 to 1; default 0: plain guidance)")
@@ -309,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "2 CPU cores)")
     d.add_argument("--num", type=int, default=8, help="videos to sample afterwards (default: 8)")
     d.add_argument("--steps", type=int, default=None, help=STEPS_HELP)
-    d.add_argument("--sampler", choices=["ddim", "ddpm"], default=DEFAULT_SAMPLER, help=SAMPLER_HELP)
+    d.add_argument("--sampler", choices=SAMPLER_NAMES, default=DEFAULT_SAMPLER, help=SAMPLER_HELP)
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE,
                    help=f"classifier-free guidance weight (1: none; default: {DEFAULT_GUIDANCE:g})")
@@ -400,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run", nargs="?", default="shapes32", help="run folder or shipped model (default: shapes32)")
     s.add_argument("--num", type=int, default=8, help="number of videos (default: 8)")
     s.add_argument("--steps", type=int, default=None, help=STEPS_HELP)
-    s.add_argument("--sampler", choices=["ddim", "ddpm"], default=DEFAULT_SAMPLER, help=SAMPLER_HELP)
+    s.add_argument("--sampler", choices=SAMPLER_NAMES, default=DEFAULT_SAMPLER, help=SAMPLER_HELP)
     s.add_argument("--eta", type=float, default=0.0, help="DDIM eta: 0 deterministic, 1 DDPM-like (default: 0)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--fps", type=float, default=8.0)
@@ -483,7 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--samples", metavar="PATH", help="use the first N videos of this samples.npy (or DIR/samples.npy) "
                                                      "instead of sampling")
     e.add_argument("--steps", type=int, default=None, help=STEPS_HELP)
-    e.add_argument("--sampler", choices=["ddim", "ddpm"], default=DEFAULT_SAMPLER, help=SAMPLER_HELP)
+    e.add_argument("--sampler", choices=SAMPLER_NAMES, default=DEFAULT_SAMPLER, help=SAMPLER_HELP)
     e.add_argument("--eta", type=float, default=0.0, help="DDIM eta (default: 0)")
     e.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     e.add_argument("--batch-size", type=int, default=16, help="videos sampled at once (default: 16)")

@@ -26,6 +26,7 @@ from vidiff.errors import ConfigError
 # label-conditioned ones with guidance 100 steps hold objects and follow the labels as well or better, at a little
 # more colour drift (0.070 against 0.057 for the demo model) and 2.5x faster ("Eighth round").
 DEFAULT_SAMPLER = "ddpm"
+SAMPLER_NAMES = ("ddim", "ddpm", "dpmpp-2m", "dpmpp-2m-sde")  # vidiff.diffusion.samplers.SAMPLERS (tested equal)
 DEFAULT_STEPS = 100
 DEFAULT_GUIDANCE = 2.0  # classifier-free guidance weight for label-conditioned models (1: no guidance)
 # (the weight added per asked label past the first is the model's own: `SampleConfig.guidance_per_label`)

@@ -2,7 +2,8 @@
 
 `denoise(x_t, t) -> (x0_hat, eps_hat)` with x_t of shape (B, C, F, H, W) and t a (B,) long tensor.
 Guidance (classifier-free, reconstruction) wraps `denoise`; samplers never know about it.
-The step functions below are checked against diffusers' DDPMScheduler / DDIMScheduler in the tests.
+The step functions below are checked against diffusers' DDPMScheduler / DDIMScheduler /
+DPMSolverMultistepScheduler in the tests.
 """
 
 from __future__ import annotations
@@ -62,6 +63,36 @@ def ddpm_step(x_t: torch.Tensor, x0: torch.Tensor, a_t: torch.Tensor, a_prev: to
     return mean
 
 
+def _half_log_snr(a: torch.Tensor) -> torch.Tensor:
+    """lambda = log(alpha / sigma) of alpha_bar `a` (float64); +inf at a = 1, the step past the end."""
+    return 0.5 * (a.log() - (1 - a).log())
+
+
+def dpmpp_2m_step(x_t: torch.Tensor, x0: torch.Tensor, a_t: torch.Tensor, a_prev: torch.Tensor,
+                  x0_before: Optional[torch.Tensor] = None, h_before: Optional[torch.Tensor] = None,
+                  sde: bool = False, noise: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """One step of DPM-Solver++(2M) (Lu et al. 2022, "DPM-Solver++", alg. 2, in data prediction), from alpha_bar
+    a_t to a_prev, or of its SDE form (sec. 4 of the same paper; `sde=True`, fresh `noise` each step).
+    x0_before / h_before: the previous step's x0 estimate and its step in lambda = log(alpha / sigma); without them
+    (the first step) or into a_prev = 1 (the last) the step is first order. The second-order term is the midpoint
+    form of diffusers' DPMSolverMultistepScheduler: D = x0 + (x0 - x0_before) / (2 r), r = h_before / h."""
+    a_t, a_prev = a_t.double(), a_prev.double()
+    if a_prev >= 1:  # sigma = 0: every form of the step lands on the estimate
+        return x0
+    sigma_t, sigma_prev, alpha_prev = (1 - a_t).sqrt(), (1 - a_prev).sqrt(), a_prev.sqrt()
+    h = _half_log_snr(a_prev) - _half_log_snr(a_t)
+    d = x0
+    if x0_before is not None and h_before is not None:
+        d = x0 + (0.5 * h / h_before).float() * (x0 - x0_before)
+    if not sde:  # x_prev = (sigma_prev / sigma_t) x_t - alpha_prev (e^-h - 1) D
+        return (sigma_prev / sigma_t).float() * x_t - (alpha_prev * torch.expm1(-h)).float() * d
+    # x_prev = (sigma_prev / sigma_t) e^-h x_t + alpha_prev (1 - e^-2h) D + sigma_prev sqrt(1 - e^-2h) z
+    x_prev = (sigma_prev / sigma_t * torch.exp(-h)).float() * x_t - (alpha_prev * torch.expm1(-2 * h)).float() * d
+    if noise is not None:
+        x_prev = x_prev + (sigma_prev * (-torch.expm1(-2 * h)).sqrt()).float() * noise
+    return x_prev
+
+
 def _run(denoise: DenoiseFn, x: torch.Tensor, alphas_cumprod: torch.Tensor, timesteps: list[int], step,
          generator, clip_x0: bool, callback, progress: bool):
     from tqdm.auto import tqdm
@@ -112,7 +143,31 @@ def sample_ddpm(denoise: DenoiseFn, x: torch.Tensor, alphas_cumprod: torch.Tenso
     return _run(denoise, x, alphas_cumprod, timesteps, step, generator, clip_x0, callback, progress)
 
 
-SAMPLERS = {"ddim": sample_ddim, "ddpm": sample_ddpm}
+def sample_dpmpp_2m(denoise: DenoiseFn, x: torch.Tensor, alphas_cumprod: torch.Tensor, timesteps: list[int],
+                    sde: bool = False, generator: Optional[torch.Generator] = None, clip_x0: bool = True,
+                    callback=None, progress: bool = False, noise_correlation: float = 0.0) -> torch.Tensor:
+    """DPM-Solver++(2M) (Lu et al. 2022), or its SDE form with `sde`, from x = x_T; returns x_0. Second order from
+    the second step on, reusing the previous step's estimate (one network call per step, as DDIM); first order at
+    the first and last steps (as diffusers' DPMSolverMultistepScheduler with solver_order=2)."""
+    state = {"x0": None, "h": None}
+
+    def step(x, x0, eps, a_t, a_prev, t_prev):
+        noise = video_noise(x.shape, noise_correlation, generator, x.device) if sde and t_prev >= 0 else None
+        x_prev = dpmpp_2m_step(x, x0, a_t, a_prev, state["x0"], state["h"], sde, noise)
+        state.update(x0=x0, h=_half_log_snr(a_prev.double()) - _half_log_snr(a_t.double()))
+        return x_prev
+
+    return _run(denoise, x, alphas_cumprod, timesteps, step, generator, clip_x0, callback, progress)
+
+
+def sample_dpmpp_2m_sde(denoise: DenoiseFn, x: torch.Tensor, alphas_cumprod: torch.Tensor, timesteps: list[int],
+                        **kwargs) -> torch.Tensor:
+    """SDE-DPM-Solver++(2M): fresh noise every step, like DDPM, with a second-order step (see sample_dpmpp_2m)."""
+    return sample_dpmpp_2m(denoise, x, alphas_cumprod, timesteps, sde=True, **kwargs)
+
+
+SAMPLERS = {"ddim": sample_ddim, "ddpm": sample_ddpm, "dpmpp-2m": sample_dpmpp_2m,
+            "dpmpp-2m-sde": sample_dpmpp_2m_sde}
 
 
 def sample(denoise: DenoiseFn, shape: tuple, alphas_cumprod: torch.Tensor, sampler: str = "ddim",
