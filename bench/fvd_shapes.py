@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vidiff.config import DEFAULT_SAMPLER, DEFAULT_STEPS  # noqa: E402
+from vidiff.config import DEFAULT_SAMPLER, SAMPLER_NAMES, SAMPLER_STEPS  # noqa: E402
 
 from bench.report import write_section  # noqa: E402
 
@@ -33,9 +33,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("runs", nargs="*", metavar="[LABEL=]RUN", help="run folders to evaluate")
     p.add_argument("--num", type=int, default=256, help="videos per set, N (default: 256)")
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS,
-                   help=f"sampling steps (default: {DEFAULT_STEPS}, as `vidiff sample`)")
-    p.add_argument("--sampler", choices=["ddim", "ddpm"], default=DEFAULT_SAMPLER,
+    p.add_argument("--steps", type=int, default=None,
+                   help="sampling steps (default: the sampler's, as `vidiff sample`)")
+    p.add_argument("--sampler", choices=SAMPLER_NAMES, default=DEFAULT_SAMPLER,
                    help=f"default: {DEFAULT_SAMPLER}, as `vidiff sample`")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--guidance", type=float, default=None,
@@ -53,6 +53,8 @@ def main(argv=None) -> int:
     p.add_argument("--no-docs", action="store_true", help="print the table only")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
+    if args.steps is None:
+        args.steps = SAMPLER_STEPS[args.sampler]
 
     import numpy as np
     import torch

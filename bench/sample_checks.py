@@ -42,7 +42,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vidiff.config import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLER_NAMES  # noqa: E402
+from vidiff.config import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, SAMPLER_NAMES  # noqa: E402
 
 
 def persistence(v: torch.Tensor) -> tuple[float, float]:
@@ -158,7 +158,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS)
+    p.add_argument("--steps", type=int, default=None, help="default: the sampler's, as `vidiff sample`")
     p.add_argument("--sampler", default=DEFAULT_SAMPLER, choices=SAMPLER_NAMES)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eta", type=float, default=0.0)

@@ -83,6 +83,14 @@ def main() -> None:
                         "default: the same network on one frame at a time)")
     p.add_argument("--frame-guidance-above", type=int, default=0, metavar="T",
                    help="apply --frame-guidance only at timesteps >= T")
+    p.add_argument("--weak-model", default=None, metavar="RUN",
+                   help="autoguidance (Karras et al. 2024, 'Guiding a diffusion model with a bad version of itself'): "
+                        "push each estimate away from this weaker model's conditional estimate, x0 += S * (x0(labels) - "
+                        "x0_weak(labels)), S = --weak-guidance (their w - 1); a run or shipped weights, e.g. the "
+                        "model a run started from (shapes32-still), or with --weak-checkpoint an earlier EMA of RUN")
+    p.add_argument("--weak-checkpoint", type=int, default=None, metavar="STEP",
+                   help="the weak model is the EMA weights of WEAK_MODEL/checkpoints/step_STEP")
+    p.add_argument("--weak-guidance", type=float, default=0.0, metavar="S")
     p.add_argument("--refine", type=float, default=0.0, metavar="S",
                    help="after sampling, noise each sample again to timestep S * T and sample from there (SDEdit on "
                         "the model's own output, Meng et al. 2022), --refine-times times")
@@ -163,8 +171,8 @@ def main() -> None:
             f" at t <= {args.guidance_below}" if args.guidance_below is not None else "")
     # Skip guidance and frame guidance both push the (guided) estimate away from a weaker one: x0 += S (x0(labels) -
     # x0_weak(labels)), the conditional estimate x0(labels) coming from the same batched pass as classifier-free guidance.
-    if args.skip_guidance and args.frame_guidance:
-        sys.exit("error: --skip-guidance and --frame-guidance cannot be combined")
+    if sum(map(bool, (args.skip_guidance, args.frame_guidance, args.weak_guidance))) > 1:
+        sys.exit("error: --skip-guidance, --frame-guidance and --weak-guidance cannot be combined")
     lab_all = labels if dn.num_labels else None
     sc_kw = lambda x_self: {"x_self": x_self} if dn.self_conditioning else {}  # noqa: E731
     weak = None
@@ -211,13 +219,35 @@ def main() -> None:
         w_weak, weak_from = args.frame_guidance, args.frame_guidance_above
         guided += (f", frame guidance {w_weak:g} ({args.frame_model or 'same network per frame'}"
                    f"{f', t >= {weak_from}' if weak_from else ''})")
+    if args.weak_guidance:
+        if not args.weak_model:
+            sys.exit("error: --weak-guidance needs --weak-model")
+        try:
+            wrun = resolve_run(args.weak_model)
+            wdn = build_denoiser(load_config(wrun / "config.json")).eval()
+            wweights = (wrun / "model.safetensors" if args.weak_checkpoint is None
+                        else checkpoint_ema_weights(wrun, args.weak_checkpoint))
+            load_into(wdn.net, load_tensors(wweights), str(wweights))
+        except VidiffError as e:
+            sys.exit(f"error: {e}")
+        wdn = wdn.to(device)
+
+        def weak(x, t, x_self):  # the weaker model's conditional estimate
+            kw = {"x_self": x_self} if wdn.self_conditioning else {}
+            return wdn(x, t, labels=lab_all, **kw)
+
+        w_weak, weak_from = args.weak_guidance, 0
+        guided += (f", autoguidance {w_weak:g} (weak: {args.weak_model}"
+                   f"{f' step {args.weak_checkpoint}' if args.weak_checkpoint is not None else ''})")
     if weak is not None:
         def fn(x, t, x_self=None):
             if lab_all is None:
                 x0_c, eps_c = denoise(x, t, **sc_kw(x_self))
                 x0, eps = x0_c, eps_c
             else:  # classifier-free guidance, the conditional and unconditional passes in one batch
-                w = args.guidance
+                # (per sample: + guidance_per_label for each asked label past the first, as vidiff sample does)
+                counts = (lab_all >= 0).sum(-1).clamp(min=1)
+                w = (args.guidance + args.guidance_per_label * (counts - 1)).to(x.dtype).view(-1, 1, 1, 1, 1)
                 kw2 = {"x_self": torch.cat([x_self, x_self])} if x_self is not None else {}
                 x0_2, eps_2 = denoise(torch.cat([x, x]), torch.cat([t, t]),
                                       labels=torch.cat([lab_all, torch.full_like(lab_all, -1)]), **kw2)

@@ -146,6 +146,13 @@ def test_every_sampler_is_offered_by_the_command_line():
     assert sorted(SAMPLER_NAMES) == sorted(SAMPLERS)
 
 
+def test_default_steps_are_the_samplers_own():
+    from vidiff.config import default_steps
+
+    assert default_steps(1000, "ddpm") == 100 and default_steps(1000, "dpmpp-2m-sde") == 50
+    assert default_steps(20, "ddpm") == 20  # a model trained with fewer timesteps: every one of them
+
+
 def test_dpmpp_2m_step_orders():
     """The first-order step is DDIM (eta 0) for the ODE form; the last step returns the estimate."""
     from vidiff.diffusion import dpmpp_2m_step

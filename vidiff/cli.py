@@ -11,7 +11,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from vidiff.config import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLER_NAMES, default_steps
+from vidiff.config import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, SAMPLER_NAMES, SAMPLER_STEPS, default_steps
 from vidiff.errors import ConfigError, VidiffError
 
 PRESETS_DIR = resources.files("vidiff") / "presets"
@@ -139,7 +139,7 @@ def _sample_to(run: str, out: Path, num: int, steps: int, sampler: str, eta: flo
     from vidiff.pipeline import VideoPipeline
 
     pipe = VideoPipeline.from_pretrained(run, device=device)
-    steps = default_steps(pipe.denoiser.num_timesteps) if steps is None else steps
+    steps = default_steps(pipe.denoiser.num_timesteps, sampler) if steps is None else steps
     if guidance_per_label is None:
         guidance_per_label = pipe.config.sample.guidance_per_label
     labels = None  # label-conditioned models: the prompts, or the labels of random held-out clips
@@ -286,8 +286,10 @@ PER_LABEL_HELP = ("label-conditioned models: added to the guidance weight for ea
                   "(each object of a shapes prompt), so that a video asked for two objects holds both (default: the "
                   "model's sample.guidance_per_label: 0.5 for the demo preset, 0 for shapes32; 0: the same weight for "
                   "every video)")
-STEPS_HELP = (f"sampling steps (default: {DEFAULT_STEPS}, or every timestep of a model trained with fewer; with "
-              "ddpm, fewer steps make objects fade and change colour more often: 100 steps take 40%% of the time)")
+STEPS_HELP = ("sampling steps (default: the sampler's: " +
+              ", ".join(f"{name} {n}" for name, n in SAMPLER_STEPS.items()) +
+              "; or every timestep of a model trained with fewer; with ddpm, fewer steps make objects fade and "
+              "change colour more often)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -84,7 +84,7 @@ class VideoPipeline:
         if sampler not in SAMPLERS:
             raise VidiffError(f"unknown sampler {sampler!r}; choose from {', '.join(sorted(SAMPLERS))}")
         T = self.denoiser.num_timesteps
-        num_inference_steps = default_steps(T) if num_inference_steps is None else num_inference_steps
+        num_inference_steps = default_steps(T, sampler) if num_inference_steps is None else num_inference_steps
         if not 1 <= num_inference_steps <= T:
             raise VidiffError(f"number of steps must be between 1 and {T}, got {num_inference_steps}")
         if num_videos < 1:

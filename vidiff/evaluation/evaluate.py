@@ -193,7 +193,7 @@ def evaluate_run(run: str | Path, num: int = 256, metrics: Optional[Sequence[str
     run = resolve_run(run)
     out_dir = Path(out_dir) if out_dir is not None else run
     cfg = load_config(run / CONFIG)
-    steps = default_steps(cfg.diffusion.timesteps) if steps is None else steps
+    steps = default_steps(cfg.diffusion.timesteps, sampler) if steps is None else steps
     names = list(metrics) if metrics is not None else default_metrics(cfg)
     if "fvd" in names and not i3d:
         raise VidiffError("metric 'fvd' needs the I3D network: pass --i3d PATH to a local TorchScript file")
