@@ -275,10 +275,10 @@ def cmd_report(args) -> int:
     return 0
 
 
-SAMPLER_HELP = ("ddpm (ancestral, fresh noise each step: objects keep their colour; the default), ddim "
-                "(deterministic: faster to converge in steps, but 2-4x the colour drift on the shapes models: "
-                "docs/benchmarks.md), dpmpp-2m (DPM-Solver++(2M), deterministic, second order: good in 20-50 steps) "
-                "or dpmpp-2m-sde (its stochastic form: fresh noise each step, like ddpm)")
+SAMPLER_HELP = ("dpmpp-2m-sde (the default: DPM-Solver++(2M) in its stochastic form, fresh noise each step; 50 steps "
+                "do as well as ddpm's 100 on the shapes models), ddpm (ancestral, fresh noise each step), ddim or "
+                "dpmpp-2m (deterministic: objects fade and change shape more often on the shapes models; "
+                "docs/benchmarks.md, twenty-ninth round)")
 GUIDANCE_HELP = f"label-conditioned models: classifier-free guidance weight (1: none; default: {DEFAULT_GUIDANCE:g})"
 RESCALE_HELP = ("label-conditioned models: guidance rescaling (Lin et al. 2023): bring the guided estimate's mean and "
                 "std back to the conditional one's, PHI of it mixed in (0 to 1; default 0: plain guidance)")
@@ -304,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "conditioned on each clip's objects: 'a red circle and a blue square') within a "
                                    "time budget, then sample videos into OUT/samples, each asked to show the objects "
                                    "of a random held-out clip (OUT/samples/captions.txt), with classifier-free "
-                                   "guidance 2 (3 for a video asked for two objects).")
+                                   "guidance 2 (+ the model's sample.guidance_per_label, 0.5 for the demo preset, for each object past the first).")
     d.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
     d.add_argument("--minutes", type=float, default=None,
                    help="training time budget in minutes (default: the demo preset's train.time_budget_minutes, "
