@@ -110,6 +110,7 @@ def test_full_ddim_loop_matches_diffusers():
     assert torch.allclose(ours, x, atol=1e-4), (ours - x).abs().max()
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # (diffusers' own numpy call in set_timesteps)
 @pytest.mark.parametrize("sde", [False, True])
 @pytest.mark.parametrize("objective", ["v", "x0"])
 @pytest.mark.parametrize("n", [20, 10])
