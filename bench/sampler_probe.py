@@ -84,10 +84,11 @@ def main() -> None:
     p.add_argument("--frame-guidance-above", type=int, default=0, metavar="T",
                    help="apply --frame-guidance only at timesteps >= T")
     p.add_argument("--weak-model", default=None, metavar="RUN",
-                   help="autoguidance (Karras et al. 2024, 'Guiding a diffusion model with a bad version of itself'): "
-                        "push each estimate away from this weaker model's conditional estimate, x0 += S * (x0(labels) - "
-                        "x0_weak(labels)), S = --weak-guidance (their w - 1); a run or shipped weights, e.g. the "
-                        "model a run started from (shapes32-still), or with --weak-checkpoint an earlier EMA of RUN")
+                   help="autoguidance (Karras et al. 2024, 'Guiding a diffusion model with a bad version of "
+                        "itself'): push each estimate away from this weaker model's conditional estimate, x0 += S * "
+                        "(x0(labels) - x0_weak(labels)), S = --weak-guidance (their w - 1); a run or shipped weights, "
+                        "e.g. the model a run started from (shapes32-still), or with --weak-checkpoint an earlier EMA "
+                        "of RUN")
     p.add_argument("--weak-checkpoint", type=int, default=None, metavar="STEP",
                    help="the weak model is the EMA weights of WEAK_MODEL/checkpoints/step_STEP")
     p.add_argument("--weak-guidance", type=float, default=0.0, metavar="S")

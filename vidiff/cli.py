@@ -304,7 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "conditioned on each clip's objects: 'a red circle and a blue square') within a "
                                    "time budget, then sample videos into OUT/samples, each asked to show the objects "
                                    "of a random held-out clip (OUT/samples/captions.txt), with classifier-free "
-                                   "guidance 2 (+ the model's sample.guidance_per_label, 0.5 for the demo preset, for each object past the first).")
+                                   "guidance 2 (+ the model's sample.guidance_per_label, 0.5 for the demo preset, "
+                                   "for each object past the first).")
     d.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
     d.add_argument("--minutes", type=float, default=None,
                    help="training time budget in minutes (default: the demo preset's train.time_budget_minutes, "
