@@ -241,14 +241,17 @@ def main() -> None:
         guided += (f", autoguidance {w_weak:g} (weak: {args.weak_model}"
                    f"{f' step {args.weak_checkpoint}' if args.weak_checkpoint is not None else ''})")
     if weak is not None:
+        from vidiff.diffusion.guidance import guidance_weights
+
+        # each sample's weight, + guidance_per_label for each asked label past the first (as vidiff sample does)
+        w_cfg = None if lab_all is None else guidance_weights(lab_all, args.guidance, args.guidance_per_label)
+
         def fn(x, t, x_self=None):
             if lab_all is None:
                 x0_c, eps_c = denoise(x, t, **sc_kw(x_self))
                 x0, eps = x0_c, eps_c
             else:  # classifier-free guidance, the conditional and unconditional passes in one batch
-                # (per sample: + guidance_per_label for each asked label past the first, as vidiff sample does)
-                counts = (lab_all >= 0).sum(-1).clamp(min=1)
-                w = (args.guidance + args.guidance_per_label * (counts - 1)).to(x.dtype).view(-1, 1, 1, 1, 1)
+                w = w_cfg.to(x.dtype).view(-1, 1, 1, 1, 1)
                 kw2 = {"x_self": torch.cat([x_self, x_self])} if x_self is not None else {}
                 x0_2, eps_2 = denoise(torch.cat([x, x]), torch.cat([t, t]),
                                       labels=torch.cat([lab_all, torch.full_like(lab_all, -1)]), **kw2)

@@ -125,6 +125,12 @@ def _replace(x_t, t, known, mask, denoiser, generator):
     return torch.where(m > 0.5, noisy_known, x_t)
 
 
+def guidance_weights(labels: torch.Tensor, scale: float, per_label: float = 0.0) -> torch.Tensor:
+    """Each sample's guidance weight: `scale` + `per_label` for each asked label past the first; labels (B, L) long,
+    -1 for an empty slot -> (B,)."""
+    return scale + per_label * ((labels >= 0).sum(-1).clamp(min=1) - 1)
+
+
 def classifier_free_guidance(denoiser, labels: torch.Tensor, scale: float = 1.0, max_t: Optional[int] = None,
                              per_label: float = 0.0, parallel: float = 1.0, rescale: float = 0.0,
                              per_object: float = 0.0):
@@ -156,7 +162,7 @@ def classifier_free_guidance(denoiser, labels: torch.Tensor, scale: float = 1.0,
     right 0.74 instead of 0.94 (docs/benchmarks.md, twenty-eighth round); not a default. `denoiser`: a Denoiser, or
     a wrapper that takes labels= (masked_model_denoise without known frames)."""
     counts = (labels >= 0).sum(-1).clamp(min=1)  # (B,) labels asked per sample
-    weights = scale + per_label * (counts - 1)  # (B,)
+    weights = guidance_weights(labels, scale, per_label)  # (B,)
     # the (sample, slot) pairs whose label is left out once for the per-object contrasts
     loo_b, loo_j = ((labels >= 0) & (counts >= 2).unsqueeze(1)).nonzero(as_tuple=True) if per_object else (None, None)
     with_loo = per_object != 0.0 and loo_b.numel() > 0

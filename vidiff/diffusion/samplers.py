@@ -69,20 +69,22 @@ def _half_log_snr(a: torch.Tensor) -> torch.Tensor:
 
 
 def dpmpp_2m_step(x_t: torch.Tensor, x0: torch.Tensor, a_t: torch.Tensor, a_prev: torch.Tensor,
-                  x0_before: Optional[torch.Tensor] = None, h_before: Optional[torch.Tensor] = None,
+                  x0_before: Optional[torch.Tensor] = None, a_before: Optional[torch.Tensor] = None,
                   sde: bool = False, noise: Optional[torch.Tensor] = None) -> torch.Tensor:
     """One step of DPM-Solver++(2M) (Lu et al. 2022, "DPM-Solver++", alg. 2, in data prediction), from alpha_bar
     a_t to a_prev, or of its SDE form (sec. 4 of the same paper; `sde=True`, fresh `noise` each step).
-    x0_before / h_before: the previous step's x0 estimate and its step in lambda = log(alpha / sigma); without them
-    (the first step) or into a_prev = 1 (the last) the step is first order. The second-order term is the midpoint
-    form of diffusers' DPMSolverMultistepScheduler: D = x0 + (x0 - x0_before) / (2 r), r = h_before / h."""
+    x0_before / a_before: the previous step's x0 estimate and the alpha_bar it started from (that step went from
+    a_before to a_t); without them (the first step) or into a_prev = 1 (the last) the step is first order. The
+    second-order term is the midpoint form of diffusers' DPMSolverMultistepScheduler: D = x0 + (x0 - x0_before) /
+    (2 r), r = h_before / h, h the step in lambda = log(alpha / sigma)."""
     a_t, a_prev = a_t.double(), a_prev.double()
     if a_prev >= 1:  # sigma = 0: every form of the step lands on the estimate
         return x0
     sigma_t, sigma_prev, alpha_prev = (1 - a_t).sqrt(), (1 - a_prev).sqrt(), a_prev.sqrt()
     h = _half_log_snr(a_prev) - _half_log_snr(a_t)
     d = x0
-    if x0_before is not None and h_before is not None:
+    if x0_before is not None and a_before is not None:
+        h_before = _half_log_snr(a_t) - _half_log_snr(a_before.double())
         d = x0 + (0.5 * h / h_before).float() * (x0 - x0_before)
     if not sde:  # x_prev = (sigma_prev / sigma_t) x_t - alpha_prev (e^-h - 1) D
         return (sigma_prev / sigma_t).float() * x_t - (alpha_prev * torch.expm1(-h)).float() * d
@@ -149,12 +151,12 @@ def sample_dpmpp_2m(denoise: DenoiseFn, x: torch.Tensor, alphas_cumprod: torch.T
     """DPM-Solver++(2M) (Lu et al. 2022), or its SDE form with `sde`, from x = x_T; returns x_0. Second order from
     the second step on, reusing the previous step's estimate (one network call per step, as DDIM); first order at
     the first and last steps (as diffusers' DPMSolverMultistepScheduler with solver_order=2)."""
-    state = {"x0": None, "h": None}
+    state = {"x0": None, "a": None}  # the previous step's estimate and the alpha_bar it started from
 
     def step(x, x0, eps, a_t, a_prev, t_prev):
         noise = video_noise(x.shape, noise_correlation, generator, x.device) if sde and t_prev >= 0 else None
-        x_prev = dpmpp_2m_step(x, x0, a_t, a_prev, state["x0"], state["h"], sde, noise)
-        state.update(x0=x0, h=_half_log_snr(a_prev.double()) - _half_log_snr(a_t.double()))
+        x_prev = dpmpp_2m_step(x, x0, a_t, a_prev, state["x0"], state["a"], sde, noise)
+        state.update(x0=x0, a=a_t)
         return x_prev
 
     return _run(denoise, x, alphas_cumprod, timesteps, step, generator, clip_x0, callback, progress)
