@@ -9,7 +9,8 @@
 # img-lr5e-4 (the same at that learning rate), img-nc (noise shared half by all frames, diffusion.noise_correlation=0.5,
 # as when PYoCo turns an image model into a video model), img-rep (model.temporal_padding=replicate), img-nc-rep,
 # img-tmp (only the temporal layers train: train.trainable=[temporal]) and img-tmpattn (the temporal layers and every
-# attention layer), img-fd (a loss on the frame-to-frame differences of the error, diffusion.frame_difference_weight=1)
+# attention layer), img-tmp-r03 and img-tmpattn-r03 (the same layers at the full lr, the rest at 0.3 x lr:
+# train.rest_lr_scale), img-ip (input perturbation 0.1, diffusion.input_perturbation), img-fd (a loss on the frame-to-frame differences of the error, diffusion.frame_difference_weight=1)
 # and img-nc-fd, img-pf and img-pf25 (half or a quarter of the clips with a noise level per frame,
 # diffusion.per_frame_noise: Diffusion Forcing), img-keeppix (the full-resolution stem and head keep the image
 # model's weights), img-rope0 and img-rope01 (frame positions of the space-time attention times 0 or 0.1,
@@ -20,7 +21,7 @@
 # drift, speed, colours right, shape right) to $OUT/summary.txt.
 set -u
 OUT=${OUT:-runs/sweep}; STEPS=${STEPS:-774}; SEEDS=${SEEDS:-"0 1 2 3"}; VARIANTS=${VARIANTS:-"scratch img"}
-NUM=${NUM:-48}; PSTEPS=${PSTEPS:-100}; DEVICE=${DEVICE:-auto}; THREADS=${THREADS:-2}; IMG=${IMG:-}
+NUM=${NUM:-48}; PSTEPS=${PSTEPS:-100}; PSAMPLER=${PSAMPLER:-ddpm}; DEVICE=${DEVICE:-auto}; THREADS=${THREADS:-2}; IMG=${IMG:-}
 RUNS=${RUNS:-$OUT/runs}
 mkdir -p "$OUT/probes" "$RUNS"
 one() {  # variant seed
@@ -46,6 +47,9 @@ one() {  # variant seed
         img-min2) extra="train.init_from=$IMG data.min_objects=2" ;;
         img-tmp) extra="train.init_from=$IMG train.trainable=[temporal]" ;;
         img-tmpattn) extra="train.init_from=$IMG train.trainable=[temporal,qkv,proj,\.norm\.]" ;;
+        img-tmpattn-r03) extra="train.init_from=$IMG train.trainable=[temporal,qkv,proj,\.norm\.] train.rest_lr_scale=0.3" ;;
+        img-tmp-r03) extra="train.init_from=$IMG train.trainable=[temporal] train.rest_lr_scale=0.3" ;;
+        img-ip) extra="train.init_from=$IMG diffusion.input_perturbation=0.1" ;;
         *) echo "unknown variant $v"; return 1 ;;
     esac
     local run=$RUNS/$v-s$s
@@ -61,7 +65,7 @@ if cfg["data"].get("min_objects", 1) != 1:
     cfg["data"]["min_objects"] = 1
     open(sys.argv[1], "w").write(json.dumps(cfg, indent=2) + "\n")
 PY
-    python bench/sampler_probe.py "$run" --num $NUM --steps $PSTEPS --threads $THREADS --device $DEVICE \
+    python bench/sampler_probe.py "$run" --num $NUM --steps $PSTEPS --sampler $PSAMPLER --threads $THREADS --device $DEVICE \
         --grid "$OUT/probes/$v-s$s.png" > "$OUT/probes/$v-s$s.txt" 2>&1 || { echo "$v s$s: probe failed"; tail -3 "$OUT/probes/$v-s$s.txt"; return 1; }
     python - "$OUT/probes/$v-s$s.txt" "$run" "$v" "$s" >> "$OUT/summary.txt" <<'PY'
 import json, re, sys

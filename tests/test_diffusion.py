@@ -382,3 +382,21 @@ def test_a_noise_level_per_frame_noises_and_weights_each_frame_by_its_own_level(
     # and the estimates convert per frame
     x0_hat, eps_hat = den(x_t, t)
     torch.testing.assert_close(q_sample(x0_hat, a[t], eps_hat), x_t, atol=1e-5, rtol=1e-5)
+
+
+def test_input_perturbation_noises_the_input_more_and_keeps_the_target():
+    x0 = torch.rand(2, 3, 4, 4, 4) * 2 - 1
+    t = torch.tensor([100, 700])
+    noise = torch.randn_like(x0)
+    seen = []
+    zero = lambda x, c, cond=None: seen.append(x) or torch.zeros_like(x)  # noqa: E731
+    den = Denoiser(zero, objective="eps", input_perturbation=0.1)
+    torch.manual_seed(3)
+    loss = den.loss(x0, t, noise)
+    torch.manual_seed(3)
+    xi = torch.randn_like(noise)  # the loss's one extra draw
+    torch.testing.assert_close(seen[0], q_sample(x0, den.alpha_bar(t), noise + 0.1 * xi))
+    torch.testing.assert_close(loss, (noise ** 2).mean(dim=(1, 2, 3, 4)))  # the target is the unperturbed noise
+    seen.clear()
+    Denoiser(zero, objective="eps").loss(x0, t, noise)  # off: the forward process itself
+    torch.testing.assert_close(seen[0], q_sample(x0, den.alpha_bar(t), noise))

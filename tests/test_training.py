@@ -348,3 +348,34 @@ def test_per_frame_noise_trains_and_resumes_exactly(tiny_config, tmp_path):
     tiny_config.diffusion.per_frame_noise, tiny_config.model.architecture = 0.5, "dit"
     with pytest.raises(ConfigError, match="needs model.architecture=unet"):
         validate_run(tiny_config)
+
+
+def test_rest_lr_scale_trains_the_other_layers_slower_and_resumes_exactly(tiny_config, tmp_path, capsys):
+    from vidiff.config import validate_run
+    from vidiff.errors import ConfigError
+
+    train(tiny_config, tmp_path / "a", progress=False)
+    source = load_tensors(tmp_path / "a" / "model.safetensors")
+    tiny_config.train.init_from = str(tmp_path / "a")
+    tiny_config.train.trainable = ("temporal",)
+    tiny_config.train.rest_lr_scale = 0.25
+    train(tiny_config, tmp_path / "one", progress=False, max_steps=1)
+    assert "training 38 of 184 tensors" in capsys.readouterr().out
+    # AdamW's first step moves every element with a gradient by its lr (the step's update m / sqrt(v) is +-1)
+    step1 = load_tensors(checkpoint_dirs(tmp_path / "one")[-1] / "model.safetensors")
+    moved = {k: (step1[k] - source[k]).abs().max().item() for k in step1}
+    full = max(v for k, v in moved.items() if "temporal" in k)
+    rest = max(v for k, v in moved.items() if "temporal" not in k)
+    assert full == pytest.approx(lr_at(0, tiny_config.train), rel=1e-3)
+    assert rest == pytest.approx(0.25 * full, rel=1e-3)
+    # resume: each group keeps its share of the lr
+    train(tiny_config, tmp_path / "full", progress=False)
+    train(tiny_config, tmp_path / "split", progress=False, max_steps=3)
+    train(tiny_config, tmp_path / "split", resume=True, progress=False)
+    for name in ("model.safetensors", "ema.safetensors", "optimizer.safetensors"):
+        a = load_tensors(checkpoint_dirs(tmp_path / "full")[-1] / name)
+        b = load_tensors(checkpoint_dirs(tmp_path / "split")[-1] / name)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    tiny_config.train.trainable = ()
+    with pytest.raises(ConfigError, match="rest_lr_scale needs train.trainable"):
+        validate_run(tiny_config)

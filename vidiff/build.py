@@ -50,4 +50,5 @@ def build_denoiser(cfg: RunConfig) -> Denoiser:
     return Denoiser(net, schedule=cfg.diffusion.schedule, timesteps=cfg.diffusion.timesteps,
                     objective=cfg.diffusion.objective, min_snr_gamma=cfg.diffusion.min_snr_gamma,
                     shift=cfg.diffusion.shift, noise_correlation=cfg.diffusion.noise_correlation,
-                    frame_difference_weight=cfg.diffusion.frame_difference_weight)
+                    frame_difference_weight=cfg.diffusion.frame_difference_weight,
+                    input_perturbation=cfg.diffusion.input_perturbation)

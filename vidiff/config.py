@@ -139,6 +139,10 @@ class DiffusionConfig:
     # Correlation rho of the noise between frames ("mixed noise", Ge et al. 2023): eps_f = sqrt(rho) eps_shared +
     # sqrt(1 - rho) eps_f. The frames start from a shared layout, so the model need not learn to agree on one.
     noise_correlation: float = 0.0
+    # Input perturbation (Ning et al. 2023, "Input perturbation reduces exposure bias in diffusion models"): the
+    # network is trained on x_t built from noise + gamma * xi (xi another draw) while the target keeps the first
+    # noise, so it learns to denoise inputs a little off the forward process, as its own samples are. 0 = off
+    input_perturbation: float = 0.0
 
 
 @dataclass
@@ -177,6 +181,8 @@ class TrainConfig:
     # init_from left them), e.g. [temporal] for the temporal layers of a network that starts as an image model (as
     # AnimateDiff trains motion modules beside a frozen image model). Empty: train everything
     trainable: tuple[str, ...] = ()
+    # With train.trainable: the other parameters train too, at this share of the learning rate (0: frozen)
+    rest_lr_scale: float = 0.0
     # Label-conditioned models: the probability that a clip's labels are dropped, so that the same network also
     # learns the unconditional model (classifier-free guidance, Ho & Salimans 2022)
     label_dropout: float = 0.1
@@ -430,6 +436,7 @@ def validate_run(cfg: RunConfig) -> None:
         (f.timesteps >= 2, "diffusion.timesteps must be >= 2"),
         (f.shift > 0, "diffusion.shift must be > 0"),
         (0 <= f.noise_correlation < 1, "diffusion.noise_correlation must be in [0, 1)"),
+        (f.input_perturbation >= 0, "diffusion.input_perturbation must be >= 0"),
         (f.min_snr_gamma is None or f.min_snr_gamma > 0, "diffusion.min_snr_gamma must be > 0 or null"),
         (f.frame_difference_weight >= 0, "diffusion.frame_difference_weight must be >= 0"),
         (0 <= f.per_frame_noise <= 1, "diffusion.per_frame_noise must be in [0, 1]"),
@@ -449,6 +456,8 @@ def validate_run(cfg: RunConfig) -> None:
         (0 <= t.short_clip_frames < d.num_frames,
          "train.short_clip_frames must be 0 (off) or fewer than data.num_frames"),
         (0 <= t.short_clip_prob <= 1, "train.short_clip_prob must be in [0, 1]"),
+        (0 <= t.rest_lr_scale <= 1, "train.rest_lr_scale must be in [0, 1]"),
+        (t.rest_lr_scale == 0 or t.trainable, "train.rest_lr_scale needs train.trainable (the parameters at full lr)"),
         (not (t.short_clip_frames and k.enabled) or t.short_clip_frames > max(k.max_context, 2),
          "train.short_clip_frames must exceed masks.max_context and 2 when masks are enabled (else a short clip's "
          "mask can mark every frame known and the clip teaches nothing)"),

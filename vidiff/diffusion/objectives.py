@@ -76,7 +76,7 @@ class Denoiser(nn.Module):
 
     def __init__(self, net: nn.Module, schedule: str = "cosine", timesteps: int = 1000, objective: str = "v",
                  min_snr_gamma: Optional[float] = None, shift: float = 1.0, noise_correlation: float = 0.0,
-                 frame_difference_weight: float = 0.0):
+                 frame_difference_weight: float = 0.0, input_perturbation: float = 0.0):
         super().__init__()
         self.net = net
         self.objective = Objective(objective)
@@ -84,6 +84,7 @@ class Denoiser(nn.Module):
         self.num_timesteps = timesteps
         self.noise_correlation = noise_correlation  # frame correlation of the noise (training and sampling)
         self.frame_difference_weight = frame_difference_weight  # loss on the error's frame-to-frame changes
+        self.input_perturbation = input_perturbation  # training inputs from noise + gamma * xi, targets from noise
         self.register_buffer("alphas_cumprod", make_alphas_cumprod(schedule, timesteps, shift), persistent=False)
 
     def alpha_bar(self, t: torch.Tensor) -> torch.Tensor:
@@ -121,7 +122,10 @@ class Denoiser(nn.Module):
         """Per-sample weighted MSE, shape (B,). `loss_mask` (broadcastable to x0) marks the elements that count.
         A self-conditioned network gets its own x0 estimate fed back in a fraction `self_condition_prob` of calls."""
         alpha_bar = self.alpha_bar(t)
-        x_t = q_sample(x0, alpha_bar, noise)
+        if self.input_perturbation:  # Ning et al. 2023: the input is off the forward process, the target is not
+            x_t = q_sample(x0, alpha_bar, noise + self.input_perturbation * torch.randn_like(noise))
+        else:
+            x_t = q_sample(x0, alpha_bar, noise)
         x_self = None
         if self.self_conditioning and torch.rand(()).item() < self_condition_prob:
             # Self-conditioning: half of the steps first estimate x0 without gradient and feed it back in,

@@ -172,6 +172,7 @@ def check_run_dir(cfg: RunConfig, run_dir: Path, resume: bool) -> None:
         saved.diffusion.min_snr_gamma = cfg.diffusion.min_snr_gamma
         saved.diffusion.frame_difference_weight = cfg.diffusion.frame_difference_weight
         saved.diffusion.per_frame_noise = cfg.diffusion.per_frame_noise
+        saved.diffusion.input_perturbation = cfg.diffusion.input_perturbation
         for section in ("data", "model", "diffusion", "masks"):
             if getattr(saved, section) != getattr(cfg, section):
                 raise CheckpointError(f"cannot resume {run_dir}: its '{section}' config differs from the one given")
@@ -312,10 +313,11 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, max_step
             print(f"initialised from {init_source}" + (f"; {len(fresh)} tensors start fresh ({', '.join(fresh[:4])}"
                                                   f"{', ...' if len(fresh) > 4 else ''})" if fresh else ""))
     if tc.trainable:
-        count, size = select_trainable(net, tc.trainable)
+        count, size = select_trainable(net, tc.trainable, tc.rest_lr_scale)
         if is_main:
+            rest = f"the rest at {tc.rest_lr_scale:g} x lr" if tc.rest_lr_scale else "the rest frozen"
             print(f"training {count} of {len(list(net.parameters()))} tensors ({size:,} of {net.num_parameters():,} "
-                  f"parameters; train.trainable {list(tc.trainable)}), the rest frozen")
+                  f"parameters; train.trainable {list(tc.trainable)}) at the full lr, {rest}")
     if is_main:  # written once the data, the network and its start have been checked
         run_dir.mkdir(parents=True, exist_ok=True)
         cfg.save(run_dir / CONFIG)
@@ -400,7 +402,7 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, max_step
                 dropped = torch.rand(labels.shape[0], device=device) < tc.label_dropout
                 labels = labels.masked_fill(dropped[:, None], -1)
             for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, tc, budget_progress)
+                group["lr"] = lr_at(step, tc, budget_progress) * group.get("lr_scale", 1.0)
             cond = loss_mask = None
             if cfg.masks.enabled:  # MCVD: known frames + mask as input channels, loss on the unknown frames
                 mk = cfg.masks

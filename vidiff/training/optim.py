@@ -110,12 +110,9 @@ def muon_groups(net: nn.Module) -> list[dict]:
     return [{"params": hidden, "muon": True}, {"params": rest, "muon": False}]
 
 
-def select_trainable(net: nn.Module, patterns: tuple[str, ...] | list[str]) -> tuple[int, int]:
-    """Freeze every parameter whose name matches none of `patterns` (regular expressions, `re.search`: "temporal"
-    matches any name containing it); no patterns trains everything. Returns (trainable tensors, trainable
-    parameters). A pattern that matches no parameter is an error, not a silently frozen network."""
-    if not patterns:
-        return sum(1 for _ in net.parameters()), sum(p.numel() for p in net.parameters())
+def match_parameters(net: nn.Module, patterns: tuple[str, ...] | list[str]) -> dict[str, bool]:
+    """Per parameter name: whether it matches one of `patterns` (regular expressions, `re.search`: "temporal"
+    matches any name containing it). A pattern that matches no parameter is an error, not a silently frozen network."""
     try:
         compiled = [re.compile(pat) for pat in patterns]
     except re.error as e:
@@ -125,17 +122,49 @@ def select_trainable(net: nn.Module, patterns: tuple[str, ...] | list[str]) -> t
         if not any(rx.search(n) for n in names):
             raise ConfigError(f"train.trainable: {pat!r} matches none of the network's {len(names)} parameter names "
                               f"(e.g. {names[0]!r}, {names[len(names) // 2]!r})")
+    return {name: any(rx.search(name) for rx in compiled) for name in names}
+
+
+def select_trainable(net: nn.Module, patterns: tuple[str, ...] | list[str], rest_lr_scale: float = 0.0
+                     ) -> tuple[int, int]:
+    """Freeze every parameter whose name matches none of `patterns` (`match_parameters`), unless `rest_lr_scale` > 0
+    (they then train at that share of the lr: `build_optimizer`); no patterns trains everything. Returns the tensors
+    and parameters that train at the full lr."""
+    if not patterns:
+        return sum(1 for _ in net.parameters()), sum(p.numel() for p in net.parameters())
+    matched = match_parameters(net, patterns)
     count = size = 0
     for name, p in net.named_parameters():
-        p.requires_grad_(any(rx.search(name) for rx in compiled))
-        count += p.requires_grad
-        size += p.numel() if p.requires_grad else 0
+        if not rest_lr_scale:
+            p.requires_grad_(matched[name])
+        count += matched[name]
+        size += p.numel() if matched[name] else 0
     return count, size
 
 
+def scale_rest(net: nn.Module, groups: list[dict], patterns, scale: float) -> list[dict]:
+    """Split each parameter group into the parameters matching `patterns` and the rest, which get
+    `lr_scale: scale` (the training loop multiplies its lr by it); the full-lr groups come first."""
+    matched = match_parameters(net, patterns)
+    full_ids = {id(p) for name, p in net.named_parameters() if matched[name]}
+    full, rest = [], []
+    for g in groups:
+        for part, keep in ((full, True), (rest, False)):
+            params = [p for p in g["params"] if (id(p) in full_ids) == keep]
+            if params:
+                part.append({**g, "params": params, "lr_scale": 1.0 if keep else scale})
+    return full + rest
+
+
 def build_optimizer(net: nn.Module, tc) -> torch.optim.Optimizer:
-    """The optimizer `train.optimizer` names, at lr `train.lr` (the schedule sets it every step)."""
+    """The optimizer `train.optimizer` names, at lr `train.lr` (the schedule sets it every step, times a group's
+    `lr_scale`: `train.rest_lr_scale` for the parameters `train.trainable` does not name)."""
     if tc.optimizer == "muon":
-        return MuonAdamW(muon_groups(net), lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.9, 0.99))
-    params = [p for p in net.parameters() if p.requires_grad]
-    return torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.9, 0.99))
+        groups = muon_groups(net)
+    else:
+        groups = [{"params": [p for p in net.parameters() if p.requires_grad]}]
+    if tc.trainable and tc.rest_lr_scale:
+        groups = scale_rest(net, groups, tc.trainable, tc.rest_lr_scale)
+    if tc.optimizer == "muon":
+        return MuonAdamW(groups, lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.9, 0.99))
+    return torch.optim.AdamW(groups, lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.9, 0.99))
