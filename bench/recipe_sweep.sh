@@ -10,7 +10,8 @@
 # as when PYoCo turns an image model into a video model), img-rep (model.temporal_padding=replicate), img-nc-rep,
 # img-tmp (only the temporal layers train: train.trainable=[temporal]) and img-tmpattn (the temporal layers and every
 # attention layer), img-tmp-r03 and img-tmpattn-r03 (the same layers at the full lr, the rest at 0.3 x lr:
-# train.rest_lr_scale), img-ip (input perturbation 0.1, diffusion.input_perturbation), img-fd (a loss on the frame-to-frame differences of the error, diffusion.frame_difference_weight=1)
+# train.rest_lr_scale), img-ip (input perturbation 0.1, diffusion.input_perturbation), img-hd16 and img-hd8 (attention heads of 16 or 8
+# channels instead of 32: 2 or 4 heads at level 0; the same parameters, model.head_dim), img-fd (a loss on the frame-to-frame differences of the error, diffusion.frame_difference_weight=1)
 # and img-nc-fd, img-pf and img-pf25 (half or a quarter of the clips with a noise level per frame,
 # diffusion.per_frame_noise: Diffusion Forcing), img-keeppix (the full-resolution stem and head keep the image
 # model's weights), img-rope0 and img-rope01 (frame positions of the space-time attention times 0 or 0.1,
@@ -50,6 +51,8 @@ one() {  # variant seed
         img-tmpattn-r03) extra="train.init_from=$IMG train.trainable=[temporal,qkv,proj,\.norm\.] train.rest_lr_scale=0.3" ;;
         img-tmp-r03) extra="train.init_from=$IMG train.trainable=[temporal] train.rest_lr_scale=0.3" ;;
         img-ip) extra="train.init_from=$IMG diffusion.input_perturbation=0.1" ;;
+        img-hd16) extra="train.init_from=$IMG model.head_dim=16" ;;
+        img-hd8) extra="train.init_from=$IMG model.head_dim=8" ;;
         *) echo "unknown variant $v"; return 1 ;;
     esac
     local run=$RUNS/$v-s$s

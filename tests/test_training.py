@@ -14,6 +14,16 @@ from vidiff.training.checkpoint import checkpoint_dirs, load_into, load_tensors,
 from vidiff.training.loop import StepBatchSampler, lr_at
 
 
+def assert_same_last_checkpoint(run_a, run_b):
+    """The last checkpoints of two runs hold the same model, EMA and optimizer tensors, bit for bit."""
+    for name in ("model.safetensors", "ema.safetensors", "optimizer.safetensors"):
+        a = load_tensors(checkpoint_dirs(run_a)[-1] / name)
+        b = load_tensors(checkpoint_dirs(run_b)[-1] / name)
+        assert a.keys() == b.keys(), name
+        for k in a:
+            assert torch.equal(a[k], b[k]), (name, k)
+
+
 @pytest.mark.parametrize("optimizer", ["adam", "muon"])
 def test_overfits_one_fixed_batch(optimizer):
     """The classic sanity check: with batch, timesteps and noise fixed, the loss must fall 10x."""
@@ -174,12 +184,7 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny_config, tmp_
     train(tiny_config, tmp_path / "split", progress=False, max_steps=3)  # "killed" after step 3
     assert checkpoint_dirs(tmp_path / "split")[-1].name == "step_00000003"
     train(tiny_config, tmp_path / "split", resume=True, progress=False)
-    for name in ("model.safetensors", "ema.safetensors", "optimizer.safetensors"):
-        a = load_tensors(checkpoint_dirs(tmp_path / "full")[-1] / name)
-        b = load_tensors(checkpoint_dirs(tmp_path / "split")[-1] / name)
-        assert a.keys() == b.keys()
-        for k in a:
-            assert torch.equal(a[k], b[k]), (name, k)
+    assert_same_last_checkpoint(tmp_path / "full", tmp_path / "split")
 
 
 def test_resume_refuses_a_different_model(tiny_config, tmp_path):
@@ -313,10 +318,7 @@ def test_trainable_freezes_the_rest_and_resumes_exactly(tiny_config, tmp_path, c
     # resume: the optimizer holds state for the trainable tensors only, and continues exactly
     train(tiny_config, tmp_path / "split", progress=False, max_steps=3)
     train(tiny_config, tmp_path / "split", resume=True, progress=False)
-    for name in ("model.safetensors", "ema.safetensors", "optimizer.safetensors"):
-        a = load_tensors(checkpoint_dirs(tmp_path / "full")[-1] / name)
-        b = load_tensors(checkpoint_dirs(tmp_path / "split")[-1] / name)
-        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    assert_same_last_checkpoint(tmp_path / "full", tmp_path / "split")
     # a pattern that matches nothing, or is not a regular expression: refused before the run folder is written
     for bad, message in ((("temporal", "nothing_like_this"), "'nothing_like_this' matches none"),
                          (("(",), "is not a regular expression")):
@@ -372,10 +374,7 @@ def test_rest_lr_scale_trains_the_other_layers_slower_and_resumes_exactly(tiny_c
     train(tiny_config, tmp_path / "full", progress=False)
     train(tiny_config, tmp_path / "split", progress=False, max_steps=3)
     train(tiny_config, tmp_path / "split", resume=True, progress=False)
-    for name in ("model.safetensors", "ema.safetensors", "optimizer.safetensors"):
-        a = load_tensors(checkpoint_dirs(tmp_path / "full")[-1] / name)
-        b = load_tensors(checkpoint_dirs(tmp_path / "split")[-1] / name)
-        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    assert_same_last_checkpoint(tmp_path / "full", tmp_path / "split")
     tiny_config.train.trainable = ()
     with pytest.raises(ConfigError, match="rest_lr_scale needs train.trainable"):
         validate_run(tiny_config)
