@@ -99,6 +99,15 @@ def main() -> None:
     p.add_argument("--grid", metavar="PNG", help="also write the first 8 samples as a frame grid (a row per video)")
     p.add_argument("--save", metavar="NPZ", help="also save the samples (videos, float16 (N, C, F, H, W) in [-1, 1]) "
                                                  "and the asked labels (labels, (N, L); none for unconditional models)")
+    p.add_argument("--min-objects", type=int, default=1, metavar="K",
+                   help="label-conditioned models: ask only for the labels of held-out clips with K or more objects "
+                        "(2: every sample is a two-object clip, 2.4x the two-object clips of the default's 48)")
+    p.add_argument("--dynamic-threshold", type=float, default=None, metavar="P",
+                   help="Imagen's dynamic thresholding of every (guided) estimate: s = max(1, P-quantile of |x0|) per "
+                        "sample, x0 <- clamp(x0, -s, s) / s (vidiff.diffusion.guidance.dynamic_threshold)")
+    p.add_argument("--trajectory", metavar="NPZ",
+                   help="also save the x0 estimate of every 5th sampler step and of the last (x0, float16 (N, K, C, F, H, "
+                        "W); t, (K,)) with the asked labels: where along sampling a clip's layout is decided")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu", help="cpu, cuda, auto, ...: where the sampler runs (x_T is drawn on the CPU)")
     args = p.parse_args()
@@ -157,7 +166,11 @@ def main() -> None:
         from vidiff.diffusion.guidance import classifier_free_guidance
         from vidiff.pipeline import VideoPipeline
 
-        labels = VideoPipeline(dn, cfg, device).dataset_labels(args.num, args.seed).to(device)
+        labels = VideoPipeline(dn, cfg, device).dataset_labels(args.num * max(1, 4 * (args.min_objects - 1)), args.seed)
+        labels = labels[(labels >= 0).sum(1) >= args.min_objects][:args.num]
+        if len(labels) < args.num:
+            sys.exit(f"error: only {len(labels)} of the held-out clips drawn have {args.min_objects}+ objects")
+        labels = labels.to(device)
         if args.guidance_per_label is None:
             args.guidance_per_label = cfg.sample.guidance_per_label
         fn = classifier_free_guidance(denoise, labels, args.guidance, max_t=args.guidance_below,
@@ -269,9 +282,20 @@ def main() -> None:
 
         fn = motion_boost(fn, args.motion_boost, args.motion_boost_above)
         guided += f", motion boost {args.motion_boost:g} at t >= {args.motion_boost_above}"
+    if args.dynamic_threshold is not None:
+        from vidiff.diffusion.guidance import dynamic_threshold
+
+        fn = dynamic_threshold(fn, args.dynamic_threshold)
+        guided += f", dynamic thresholding at {args.dynamic_threshold:g}"
+    trajectory = []
+
+    def keep_estimate(state):
+        if state["i"] % 5 == 0 or state["i"] == args.steps - 1:
+            trajectory.append((state["t"], state["x0"].to(torch.float16).cpu()))
+
     with torch.no_grad():
         v = sample(fn, shape, dn.alphas_cumprod, sampler=args.sampler, num_steps=args.steps, generator=g, eta=args.eta,
-                   x_T=x_T, noise_correlation=dn.noise_correlation)
+                   x_T=x_T, noise_correlation=dn.noise_correlation, callback=keep_estimate if args.trajectory else None)
         if args.refine:
             import math
 
@@ -301,6 +325,12 @@ def main() -> None:
         import numpy as np
 
         np.savez_compressed(args.save, videos=v.clamp(-1, 1).half().numpy(),
+                            **({} if labels is None else {"labels": labels.cpu().numpy()}))
+    if args.trajectory:  # (latent runs: the estimates are latents)
+        import numpy as np
+
+        np.savez_compressed(args.trajectory, x0=torch.stack([x for _, x in trajectory], 1).numpy(),
+                            t=np.array([int(t) for t, _ in trajectory]),
                             **({} if labels is None else {"labels": labels.cpu().numpy()}))
     empty, speed = motion(v)
     which = object_motion(v.clamp(-1, 1))[0]

@@ -322,6 +322,31 @@ def test_motion_boost_pushes_the_estimate_away_from_its_mean_over_frames():
     assert torch.equal(same, x0)
 
 
+def test_dynamic_threshold_matches_diffusers_and_keeps_eps_consistent():
+    from diffusers import DDPMScheduler
+
+    from vidiff.diffusion.guidance import dynamic_threshold
+    from vidiff.diffusion.schedules import make_alphas_cumprod
+
+    ac = make_alphas_cumprod("cosine", 100)
+    x0 = torch.randn(3, 3, 5, 4, 4) * torch.tensor([3.0, 0.5, 1.5]).view(3, 1, 1, 1, 1)  # s > 1, s < 1, s > 1
+
+    def denoise(x_t, t):  # a fixed estimate, whatever the input
+        return x0.clone(), torch.zeros_like(x_t)
+
+    denoise.alphas_cumprod, denoise.noise_correlation, denoise.self_conditioning = ac, 0.0, False
+    x_t, t = torch.randn(3, 3, 5, 4, 4), torch.tensor([90, 50, 10])
+    reference = DDPMScheduler(thresholding=True, dynamic_thresholding_ratio=0.9, sample_max_value=1e9)
+    out, eps = dynamic_threshold(denoise, 0.9)(x_t, t)
+    assert torch.allclose(out, reference._threshold_sample(x0.clone()), atol=1e-6)
+    assert torch.allclose(out[1], x0[1].clamp(-1, 1))  # s below 1: plain clipping
+    assert out[0].abs().max() <= 1 and not torch.allclose(out[0], x0[0].clamp(-1, 1))
+    a = ac[t].float().view(-1, 1, 1, 1, 1)
+    assert torch.allclose(a.sqrt() * out + (1 - a).sqrt() * eps, x_t, atol=1e-5)  # eps consistent with the new x0
+    with pytest.raises(ValueError, match="percentile"):
+        dynamic_threshold(denoise, 0.0)
+
+
 def test_sample_with_motion_boost(tmp_path, capsys):
     from test_cli import TINY
 

@@ -241,3 +241,25 @@ def motion_boost(denoiser, scale: float, min_t: int):
     denoise.noise_correlation = getattr(denoiser, "noise_correlation", 0.0)
     denoise.self_conditioning = getattr(denoiser, "self_conditioning", False)
     return denoise
+
+
+def dynamic_threshold(denoiser, percentile: float = 0.995):
+    """Imagen's dynamic thresholding (Saharia et al. 2022) of every estimate of the clean clip: per sample,
+        s = max(1, the `percentile` quantile of |x^0|),   x^0 <- clamp(x^0, -s, s) / s,
+    and eps recomputed from it. Strong classifier-free guidance pushes x^0 far outside [-1, 1]; the samplers' static
+    clipping then saturates every pixel that guidance pushed, which draws large solid objects, while dividing by s
+    keeps their shape. Wraps a guided (or plain) denoiser; the samplers' static clipping then changes nothing."""
+    if not 0.0 < percentile <= 1.0:
+        raise ValueError(f"the percentile must be in (0, 1], got {percentile}")
+
+    def denoise(x_t, t, x_self=None):
+        x0, eps = _call(denoiser, x_t, t, x_self)
+        s = torch.quantile(x0.abs().flatten(1).float(), percentile, dim=1).clamp(min=1.0)  # (B,)
+        s = append_dims(s.to(x0.dtype), x0.ndim)
+        x0 = torch.maximum(torch.minimum(x0, s), -s) / s
+        return x0, _eps_from_x0(x0, x_t, t, denoiser.alphas_cumprod)
+
+    denoise.alphas_cumprod = denoiser.alphas_cumprod
+    denoise.noise_correlation = getattr(denoiser, "noise_correlation", 0.0)
+    denoise.self_conditioning = getattr(denoiser, "self_conditioning", False)
+    return denoise
