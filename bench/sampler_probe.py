@@ -12,8 +12,10 @@ gets as its previous estimate. `--eps-scale L` divides the predicted noise by L 
 (the exposure-bias correction of Ning et al. 2024, "Elucidating the exposure bias in diffusion models"). A
 label-conditioned model is asked for the labels of held-out clips with classifier-free guidance `--guidance`.
 `--skip-guidance S` adds spatiotemporal skip guidance (Hyung et al. 2024): S times the difference between the
-network and the network with the attention layers `--skip-layers` skipped. Used for the "Fifth round" to "Tenth
-round" tables of docs/benchmarks.md.
+network and the network with the attention layers `--skip-layers` skipped. `--min-objects 2` asks only for the
+labels of held-out two-object clips (every sample scores the two-object check), `--trajectory NPZ` keeps the x0
+estimate of every 5th step (where along sampling a clip is decided), `--dynamic-threshold P` thresholds every estimate
+as Imagen does. Used for the "Fifth round" to "Thirty-first round" tables of docs/benchmarks.md.
 """
 
 from __future__ import annotations
