@@ -246,9 +246,10 @@ def motion_boost(denoiser, scale: float, min_t: int):
 def dynamic_threshold(denoiser, percentile: float = 0.995):
     """Imagen's dynamic thresholding (Saharia et al. 2022) of every estimate of the clean clip: per sample,
         s = max(1, the `percentile` quantile of |x^0|),   x^0 <- clamp(x^0, -s, s) / s,
-    and eps recomputed from it. Strong classifier-free guidance pushes x^0 far outside [-1, 1]; the samplers' static
-    clipping then saturates every pixel that guidance pushed, which draws large solid objects, while dividing by s
-    keeps their shape. Wraps a guided (or plain) denoiser; the samplers' static clipping then changes nothing."""
+    and eps recomputed from it. Strong classifier-free guidance pushes x^0 outside [-1, 1], where the samplers' static
+    clipping saturates it; dividing by s keeps the estimate's proportions instead. Wraps a guided (or plain) denoiser;
+    the samplers' static clipping then changes nothing. On the shapes models it does not shrink the too-large objects
+    of guided samples (docs/benchmarks.md, "Thirty-first round"): they are not a clipping artefact."""
     if not 0.0 < percentile <= 1.0:
         raise ValueError(f"the percentile must be in (0, 1], got {percentile}")
 
