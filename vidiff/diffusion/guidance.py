@@ -32,10 +32,7 @@ def masked_model_denoise(denoiser, known: Optional[torch.Tensor] = None, mask: O
         x0, eps = denoiser(x_t, t, conditioning_channels(k.expand_as(x_t), m), x_self=x_self, labels=labels)
         return _keep_known(x0, eps, x_t, t, None if known is None else k, m, denoiser.alphas_cumprod)
 
-    denoise.alphas_cumprod = denoiser.alphas_cumprod  # so that replacement / guidance can wrap it like a Denoiser
-    denoise.noise_correlation = denoiser.noise_correlation
-    denoise.self_conditioning = denoiser.self_conditioning
-    return denoise
+    return _like(denoise, denoiser)  # so that replacement / guidance can wrap it like a Denoiser
 
 
 def _eps_from_x0(x0, x_t, t, alphas_cumprod):
@@ -63,8 +60,7 @@ def replacement(denoiser, known: torch.Tensor, mask: torch.Tensor, generator: Op
         x0, eps = _call(denoiser, z, t, x_self)
         return _keep_known(x0, eps, x_t, t, known, mask, denoiser.alphas_cumprod)
 
-    denoise.self_conditioning = getattr(denoiser, "self_conditioning", False)
-    return denoise
+    return _like(denoise, denoiser)
 
 
 def reconstruction_guidance(denoiser, known: torch.Tensor, mask: torch.Tensor, weight: float = 2.0,
@@ -85,8 +81,7 @@ def reconstruction_guidance(denoiser, known: torch.Tensor, mask: torch.Tensor, w
         x0 = (x0 - weight * a.sqrt() / 2 * grad).detach()
         return _keep_known(x0, None, x_t, t, known, mask, denoiser.alphas_cumprod)
 
-    denoise.self_conditioning = getattr(denoiser, "self_conditioning", False)
-    return denoise
+    return _like(denoise, denoiser)
 
 
 def decoded_reconstruction_guidance(denoiser, decode, known: torch.Tensor, mask: torch.Tensor, weight: float = 2.0):
@@ -109,6 +104,14 @@ def decoded_reconstruction_guidance(denoiser, decode, known: torch.Tensor, mask:
         x0 = (x0 - weight * a.sqrt() / 2 * grad).detach()
         return x0, _eps_from_x0(x0, x_t, t, denoiser.alphas_cumprod)
 
+    return _like(denoise, denoiser)
+
+
+def _like(denoise, denoiser):
+    """Give a wrapping denoise function what the samplers and further wrappers read of the denoiser it wraps: its
+    schedule, noise correlation between frames and whether it is self-conditioned."""
+    denoise.alphas_cumprod = denoiser.alphas_cumprod
+    denoise.noise_correlation = getattr(denoiser, "noise_correlation", 0.0)
     denoise.self_conditioning = getattr(denoiser, "self_conditioning", False)
     return denoise
 
@@ -213,10 +216,7 @@ def classifier_free_guidance(denoiser, labels: torch.Tensor, scale: float = 1.0,
             x0 = x0 + append_dims(lam, x0.ndim) * contrast
         return x0, _eps_from_x0(x0, x_t, t, denoiser.alphas_cumprod)
 
-    denoise.alphas_cumprod = denoiser.alphas_cumprod
-    denoise.noise_correlation = denoiser.noise_correlation
-    denoise.self_conditioning = denoiser.self_conditioning
-    return denoise
+    return _like(denoise, denoiser)
 
 
 def motion_boost(denoiser, scale: float, min_t: int):
@@ -237,10 +237,7 @@ def motion_boost(denoiser, scale: float, min_t: int):
         x0 = x0 + boost * (x0 - x0.mean(dim=2, keepdim=True))
         return x0, _eps_from_x0(x0, x_t, t, denoiser.alphas_cumprod)
 
-    denoise.alphas_cumprod = denoiser.alphas_cumprod
-    denoise.noise_correlation = getattr(denoiser, "noise_correlation", 0.0)
-    denoise.self_conditioning = getattr(denoiser, "self_conditioning", False)
-    return denoise
+    return _like(denoise, denoiser)
 
 
 def dynamic_threshold(denoiser, percentile: float = 0.995):
@@ -257,10 +254,7 @@ def dynamic_threshold(denoiser, percentile: float = 0.995):
         x0, eps = _call(denoiser, x_t, t, x_self)
         s = torch.quantile(x0.abs().flatten(1).float(), percentile, dim=1).clamp(min=1.0)  # (B,)
         s = append_dims(s.to(x0.dtype), x0.ndim)
-        x0 = torch.maximum(torch.minimum(x0, s), -s) / s
+        x0 = x0.clamp(-s, s) / s
         return x0, _eps_from_x0(x0, x_t, t, denoiser.alphas_cumprod)
 
-    denoise.alphas_cumprod = denoiser.alphas_cumprod
-    denoise.noise_correlation = getattr(denoiser, "noise_correlation", 0.0)
-    denoise.self_conditioning = getattr(denoiser, "self_conditioning", False)
-    return denoise
+    return _like(denoise, denoiser)
