@@ -53,6 +53,7 @@ one() {  # variant seed
         img-ip) extra="train.init_from=$IMG diffusion.input_perturbation=0.1" ;;
         img-hd16) extra="train.init_from=$IMG model.head_dim=16" ;;
         img-hd8) extra="train.init_from=$IMG model.head_dim=8" ;;
+        img-shift4) extra="train.init_from=$IMG diffusion.shift=4" ;;  # SNR / 16 instead of / 4 (16 frames hold 16x the evidence of one)
         *) echo "unknown variant $v"; return 1 ;;
     esac
     local run=$RUNS/$v-s$s

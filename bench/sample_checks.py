@@ -26,6 +26,8 @@
   object, the asked shape; printed with its score on real clips (their own labels). Of the clips asked for two or
   more objects: the share that shows every asked colour (>= 5 pixels) in every frame, i.e. no object merged into
   another or faded out (`asked_kept`).
+- centre distance: the mean distance in pixels of each colour's centroid from the frame's centre
+  (`vidiff.evaluation.metrics.colour_centroids`): samples whose objects crowd the middle score below real clips.
 - memorisation: for 16 samples, the MSE to the nearest training clip (first 2000 clips of the train split),
   against the same for 16 held-out real clips.
 """
@@ -113,6 +115,19 @@ def colour_drift(v: torch.Tensor) -> float:
     from vidiff.evaluation.metrics import colour_drift as drift
 
     return float(drift(v.clamp(-1, 1)).mean())
+
+
+def centre_distance(v: torch.Tensor, min_pixels: int = 5) -> float:
+    """v: (N, C, F, H, W) in [-1, 1] -> the mean distance in pixels of each colour's centroid (each object of a
+    `shapes` clip has its own colour) from the frame's centre, over every (clip, frame, colour) with at least
+    `min_pixels` pixels: samples whose objects crowd the middle of the frame score below real clips."""
+    from vidiff.evaluation.metrics import colour_centroids
+
+    c, mass = colour_centroids(v.clamp(-1, 1))  # (N, F, K, 2), (N, F, K)
+    mid = np.array([(v.shape[-2] - 1) / 2, (v.shape[-1] - 1) / 2])
+    d = np.hypot(*(c - mid).transpose(3, 0, 1, 2))  # (N, F, K)
+    keep = mass >= min_pixels
+    return float(d[keep].mean()) if keep.any() else float("nan")
 
 
 def asked_kept(v: torch.Tensor, labels: torch.Tensor, min_pixels: int = 5) -> tuple[float, float, int]:
@@ -203,7 +218,8 @@ def main() -> None:
     print(colour_share_text(v, many))
     print(f"objects per clip (colours with >= 10 pixels per frame) {objects_per_clip(v):.2f} "
           f"(real {objects_per_clip(many):.2f}); object pixels {object_pixels(v):.3f} of all "
-          f"(real {object_pixels(many):.3f})")
+          f"(real {object_pixels(many):.3f}); distance of an object from the frame's centre "
+          f"{centre_distance(v):.2f} px (real {centre_distance(many):.2f})")
     if labels is not None:
         print(asked_text(v, labels, many, torch.stack([ev.labels(i) for i in range(len(many))])))
     if args.no_memorisation:

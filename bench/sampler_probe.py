@@ -114,8 +114,8 @@ def main() -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, auto, ...: where the sampler runs (x_T is drawn on the CPU)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    from sample_checks import (colour_drift, colour_share_text, motion, object_pixels, objects_per_clip, persistence,
-                               profile_text)
+    from sample_checks import (centre_distance, colour_drift, colour_share_text, motion, object_pixels,
+                               objects_per_clip, persistence, profile_text)
 
     from vidiff.build import build_denoiser
     from vidiff.config import load_config
@@ -345,7 +345,8 @@ def main() -> None:
     area = object_pixels(v)
     print(f"speed: {profile_text(v)}")
     print(f"objects per clip {objects_per_clip(v):.2f}; object pixels {area:.3f} of all (real clips ~0.096); "
-          f"{colour_share_text(v)}")
+          f"{colour_share_text(v)}; distance of an object from the frame's centre {centre_distance(v):.2f} px "
+          f"(real clips ~7.9)")
     if dn.num_labels:
         from sample_checks import asked_text
 

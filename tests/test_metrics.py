@@ -180,6 +180,28 @@ def test_colour_frequencies_count_object_pixels_per_palette_colour():
         M.colour_frequencies(real[:, :1])
 
 
+def test_colour_centroids_find_the_objects_of_real_clips():
+    from vidiff.data import BouncingShapes
+    from vidiff.data.shapes import COLOR_NAMES
+
+    v = np.zeros((1, 2, 8, 10, 3), np.uint8)
+    v[0, 0, 1:3, 2:4, 0] = 255  # a red 2x2 square centred at (1.5, 2.5)
+    v[0, 1, 5:8, 7:10, 2] = 255  # a blue 3x3 square centred at (6, 8)
+    c, mass = M.colour_centroids(v)  # (N, F, K, 2), (N, F, K)
+    red, blue = COLOR_NAMES.index("red"), COLOR_NAMES.index("blue")
+    assert mass[0, 0, red] == 4 and mass[0, 1, blue] == 9 and mass.sum() == 13
+    assert c[0, 0, red].tolist() == [1.5, 2.5] and c[0, 1, blue].tolist() == [6.0, 8.0]
+    ds = BouncingShapes(num_frames=4, size=32, max_objects=1, seed=4)  # one object: nothing hides it
+    for i in range(12):
+        item = ds[i]
+        k = int(item["label_color"][0])
+        c, mass = M.colour_centroids(item["video"][None])
+        assert (mass[0, :, k] > 20).all()
+        # the dataset's centres are (x, y) in continuous coordinates (pixel i spans [i, i + 1]); a triangle's
+        # centroid sits a little off its centre
+        assert np.abs(c[0, :, k] + 0.5 - item["centers"][:, 0].numpy()[:, ::-1]).max() < 0.5
+
+
 def test_inputs_are_checked():
     with pytest.raises(VidiffError, match=r"\[-1, 1\]"):
         M.psnr(torch.full((3, 2, 8, 8), 2.0), torch.zeros(3, 2, 8, 8))

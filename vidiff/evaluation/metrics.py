@@ -231,6 +231,19 @@ def colour_pixels(videos, palette=None, threshold: float = 0.5, per_frame: bool 
     return counts if per_frame else counts.mean(1)
 
 
+def colour_centroids(videos, palette=None, threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Where each palette colour sits, frame by frame: the centroid (y, x) in pixels of the object pixels (as in
+    `colour_drift`) nearest to each colour, (N, F, K, 2), and their count, (N, F, K) (centroid 0 where the count is
+    0). In `shapes` clips each object has its own colour, so these are the objects' centres (of the visible part)."""
+    obj, label, k = _palette_labels(videos, palette, threshold, "colour_centroids")
+    m = np.stack([obj & (label == i) for i in range(k)], 2).astype(np.float64)  # (N, F, K, H, W)
+    mass = m.sum((3, 4))  # (N, F, K)
+    ys, xs = np.arange(m.shape[3], dtype=np.float64), np.arange(m.shape[4], dtype=np.float64)
+    cy = (m.sum(4) * ys).sum(3) / np.maximum(mass, 1)
+    cx = (m.sum(3) * xs).sum(3) / np.maximum(mass, 1)
+    return np.stack([cy, cx], -1), mass
+
+
 def colour_frequencies(videos, palette=None, threshold: float = 0.5) -> np.ndarray:
     """Which colours a set of clips shows: the fraction of all object pixels (as in `colour_drift`) nearest to
     each palette colour, pooled over the clips. Returns (K,) summing to 1 (zeros if there is no object pixel).

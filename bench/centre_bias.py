@@ -1,0 +1,65 @@
+"""Where the objects of saved samples sit: their distance from the frame's centre, against real `shapes` clips.
+
+    python bench/centre_bias.py NPZ [NPZ ...] [--real 256]
+
+Each NPZ is what `bench/sampler_probe.py --save` writes (videos (N, C, F, H, W) in [-1, 1], labels) or its
+`--trajectory` file (x0 estimates (N, K, C, F, H, W); every estimate is scored). Prints, per file, the mean distance
+in pixels of each object's centroid from the frame's centre (`sample_checks.centre_distance`) and, for clips asked
+for two objects, how many keep both in every frame (`sample_checks.asked_kept`); then the same for real clips of
+the demo's data (16 frames, 32 x 32, up to two objects; `shapes` seed 1234), split by their number of objects.
+Used for the "Thirty-second round" of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+
+def scores(v: torch.Tensor, labels: torch.Tensor | None) -> str:
+    from sample_checks import asked_kept, centre_distance
+
+    text = f"centre distance {centre_distance(v):.2f} px"
+    if labels is not None:
+        kept, frames, n = asked_kept(v, labels)
+        if n:
+            text += f"; two objects kept in {round(kept * n)} of {n} clips ({frames:.3f} of their frames)"
+    return text
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("npz", nargs="*")
+    p.add_argument("--real", type=int, default=256, help="real clips to score (0: none)")
+    args = p.parse_args()
+    for path in args.npz:
+        d = np.load(path)
+        labels = torch.from_numpy(d["labels"]).long() if "labels" in d.files else None
+        if "x0" in d.files:  # a trajectory: (N, K, C, F, H, W) estimates at the timesteps t (K,)
+            x0 = torch.from_numpy(d["x0"].astype(np.float32))
+            for k, t in enumerate(d["t"].tolist()):
+                print(f"{path} t = {t}: {scores(x0[:, k], labels)}")
+        else:
+            print(f"{path}: {scores(torch.from_numpy(d['videos']).float(), labels)}")
+    if args.real:
+        from vidiff.data import BouncingShapes
+
+        ds = BouncingShapes(num_frames=16, size=32, max_objects=2, seed=1234, length=args.real)
+        items = [ds[i] for i in range(args.real)]
+        for n in (1, 2):
+            group = [it for it in items if it["num_objects"] == n]
+            v = torch.stack([it["video"] for it in group])
+            print(f"real clips of {n} object{'s' * (n > 1)} ({len(group)}): "
+                  f"{scores(v, torch.stack([it['labels'] for it in group]))}")
+
+
+if __name__ == "__main__":
+    main()
