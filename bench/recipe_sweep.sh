@@ -17,7 +17,9 @@
 # model's weights), img-rope0 and img-rope01 (frame positions of the space-time attention times 0 or 0.1,
 # model.rope_frame_scale), img-xa (label cross-attention, model.label_attention; IMG must have it too),
 # img-still25 (a quarter of the clips do not move, data.still_fraction=0.25), img-min2 (every clip
-# shows two objects, data.min_objects=2; probed, as every variant, on the preset's one or two objects); img-11min trains 11/8 of STEPS (an 11-minute budget instead of the demo's 8).
+# shows two objects, data.min_objects=2; probed, as every variant, on the preset's one or two objects), img-shift4
+# (diffusion.shift=4: SNR / 16 at every t instead of / 4); img-11min trains 11/8 of STEPS (an 11-minute budget
+# instead of the demo's 8).
 # Each run's probe goes to $OUT/probes/VARIANT-sSEED.txt, and a one-line summary per run (persistence, colour
 # drift, speed, colours right, shape right) to $OUT/summary.txt.
 set -u
@@ -53,7 +55,7 @@ one() {  # variant seed
         img-ip) extra="train.init_from=$IMG diffusion.input_perturbation=0.1" ;;
         img-hd16) extra="train.init_from=$IMG model.head_dim=16" ;;
         img-hd8) extra="train.init_from=$IMG model.head_dim=8" ;;
-        img-shift4) extra="train.init_from=$IMG diffusion.shift=4" ;;  # SNR / 16 instead of / 4 (16 frames hold 16x the evidence of one)
+        img-shift4) extra="train.init_from=$IMG diffusion.shift=4" ;;
         *) echo "unknown variant $v"; return 1 ;;
     esac
     local run=$RUNS/$v-s$s

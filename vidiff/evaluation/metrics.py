@@ -232,9 +232,9 @@ def colour_pixels(videos, palette=None, threshold: float = 0.5, per_frame: bool 
 
 
 def colour_centroids(videos, palette=None, threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
-    """Where each palette colour sits, frame by frame: the centroid (y, x) in pixels of the object pixels (as in
-    `colour_drift`) nearest to each colour, (N, F, K, 2), and their count, (N, F, K) (centroid 0 where the count is
-    0). In `shapes` clips each object has its own colour, so these are the objects' centres (of the visible part)."""
+    """Where each palette colour sits, frame by frame: the centroid (y, x) in pixel indices (the first pixel's centre
+    is 0) of the object pixels (as in `colour_drift`) nearest to each colour, (N, F, K, 2), and their count,
+    (N, F, K) (centroid 0 where the count is 0). In `shapes` clips each object has its own colour, so these are the objects' centres (of the visible part)."""
     obj, label, k = _palette_labels(videos, palette, threshold, "colour_centroids")
     m = np.stack([obj & (label == i) for i in range(k)], 2).astype(np.float64)  # (N, F, K, H, W)
     mass = m.sum((3, 4))  # (N, F, K)
