@@ -125,7 +125,7 @@ def centre_distance(v: torch.Tensor, min_pixels: int = 5) -> float:
 
     c, mass = colour_centroids(v.clamp(-1, 1))  # (N, F, K, 2), (N, F, K)
     mid = np.array([(v.shape[-2] - 1) / 2, (v.shape[-1] - 1) / 2])
-    d = np.hypot(*(c - mid).transpose(3, 0, 1, 2))  # (N, F, K)
+    d = np.linalg.norm(c - mid, axis=-1)  # (N, F, K)
     keep = mass >= min_pixels
     return float(d[keep].mean()) if keep.any() else float("nan")
 
