@@ -85,6 +85,14 @@ def main() -> None:
                         "default: the same network on one frame at a time)")
     p.add_argument("--frame-guidance-above", type=int, default=0, metavar="T",
                    help="apply --frame-guidance only at timesteps >= T")
+    p.add_argument("--image-guidance", type=float, default=0.0, metavar="S",
+                   help="guidance by an image model's labels, frame by frame: x0 += S * (x0_img(labels) - "
+                        "x0_img(no labels)), every frame denoised alone by --image-model (a product of the video model "
+                        "and the image model's p(labels | frame)^S: every frame should show every asked object)")
+    p.add_argument("--image-model", default="shapes32-image", metavar="RUN",
+                   help="the image model of --image-guidance (a run or shipped weights)")
+    p.add_argument("--image-guidance-range", type=int, nargs=2, default=None, metavar=("LO", "HI"),
+                   help="apply --image-guidance only at timesteps LO <= t <= HI")
     p.add_argument("--weak-model", default=None, metavar="RUN",
                    help="autoguidance (Karras et al. 2024, 'Guiding a diffusion model with a bad version of "
                         "itself'): push each estimate away from this weaker model's conditional estimate, x0 += S * "
@@ -279,6 +287,21 @@ def main() -> None:
 
         fn.self_conditioning = dn.self_conditioning
         fn.alphas_cumprod, fn.noise_correlation = dn.alphas_cumprod, dn.noise_correlation
+    if args.image_guidance:
+        if lab_all is None:
+            sys.exit("error: --image-guidance needs a label-conditioned model")
+        from vidiff.diffusion.guidance import image_guidance
+
+        try:
+            idn = VideoPipeline.from_pretrained(args.image_model, device=str(device)).denoiser
+        except VidiffError as e:
+            sys.exit(f"error: {e}")
+
+        rng = tuple(args.image_guidance_range) if args.image_guidance_range else None
+        fn = image_guidance(fn, idn, lab_all, args.image_guidance, rng)
+        lo, hi = rng or (0, 0)
+        guided += (f", image guidance {args.image_guidance:g} ({args.image_model}"
+                   f"{f', {lo} <= t <= {hi}' if rng else ''})")
     if args.motion_boost:
         from vidiff.diffusion.guidance import motion_boost
 

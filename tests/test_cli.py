@@ -15,7 +15,8 @@ TINY = ["data.num_frames=4", "data.size=16", "data.max_objects=1", "model.channe
         "model.spacetime_attention_levels=[]",  # the factorized pair of the older presets
         "model.patch_size=1", "diffusion.timesteps=50", "train.steps=4", "train.batch_size=2",
         "train.warmup_steps=1", "train.preview_steps=2", "train.time_budget_minutes=null",
-        "train.init_from=null"]  # the demo preset starts from shapes32-still, which a tiny network does not fit
+        "train.init_from=null",  # the demo preset starts from shapes32-still, which a tiny network does not fit
+        "sample.image_guidance=0"]  # and is sampled with the image model shapes32-image, of another network
 
 
 def run_cli(*args):

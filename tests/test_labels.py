@@ -401,3 +401,86 @@ def test_shipped_and_demo_weights_per_label():
 
     assert load_config(_config_path("demo")).sample.guidance_per_label == 0.5
     assert load_config(resolve_run("shapes32") / "config.json").sample.guidance_per_label == 0.0
+
+
+def test_the_demo_is_guided_by_the_shipped_image_model_it_starts_from():
+    """The demo preset samples with image guidance by shapes32-image (docs/benchmarks.md, thirty-third round), which
+    fits it: same labels, frame size and schedule."""
+    from vidiff.build import check_image_model
+    from vidiff.cli import _config_path
+
+    demo = load_config(_config_path("demo"))
+    assert demo.sample.image_guidance == 2.0 and demo.sample.image_model == "shapes32-image"
+    assert check_image_model(demo, "shapes32-image").data.num_frames == 1
+
+
+def test_image_guidance_adds_the_image_models_direction_in_every_frame():
+    """x0 += s * (x0_img(frame, labels) - x0_img(frame, no labels)) for every frame, each frame denoised alone by the
+    image model (with its slice of the previous estimate), checked against per-frame calls; eps follows x0."""
+    from vidiff.diffusion.guidance import image_guidance
+    from vidiff.errors import VidiffError
+
+    d, im = _labelled_denoiser(1), _labelled_denoiser(2)
+    x, t, x_self = torch.randn(3, 3, 4, 8, 8), torch.tensor([5, 25, 45]), torch.randn(3, 3, 4, 8, 8).clamp(-1, 1)
+    labels = torch.tensor([[0, 4], [9, -1], [17, 2]])
+    base = classifier_free_guidance(d, labels, 2.0)
+    x0_b, _ = base(x, t, x_self=x_self)
+    want = torch.stack([im(x[:, :, f:f + 1], t, x_self=x_self[:, :, f:f + 1], labels=labels)[0][:, :, 0]
+                        - im(x[:, :, f:f + 1], t, x_self=x_self[:, :, f:f + 1])[0][:, :, 0] for f in range(4)], 2)
+    assert want.abs().max() > 1e-3  # the image model's labels matter
+    x0, eps = image_guidance(base, im, labels, 1.5)(x, t, x_self=x_self)
+    assert torch.allclose(x0, x0_b + 1.5 * want, atol=1e-4)
+    a = d.alpha_bar(t)[:, None, None, None, None]
+    assert torch.allclose(a.sqrt() * x0 + (1 - a).sqrt() * eps, x, atol=1e-3)  # eps follows x0
+    same = image_guidance(base, im, labels, 0.0)(x, t, x_self=x_self)
+    assert torch.allclose(same[0], x0_b)
+    x0, _ = image_guidance(base, im, labels, 1.5, t_range=(20, 30))(x, t, x_self=x_self)  # only the second sample
+    assert torch.allclose(x0[1], x0_b[1] + 1.5 * want[1], atol=1e-4)
+    assert torch.allclose(x0[[0, 2]], x0_b[[0, 2]], atol=1e-5)
+    assert image_guidance(base, im, labels, 1.5).self_conditioning  # samplers still pass the previous estimate
+    with pytest.raises(VidiffError, match="noise schedule"):
+        image_guidance(base, Denoiser(im.net, timesteps=60, objective="x0"), labels, 1.0)
+    torch.manual_seed(0)
+    unlabelled = Denoiser(VideoUNet(ModelConfig(channels=8, channel_mults=(1, 2), head_dim=8)), timesteps=50)
+    with pytest.raises(VidiffError, match="without labels"):
+        image_guidance(base, unlabelled, labels, 1.0)
+
+
+def test_sample_with_image_guidance_and_its_errors(tmp_path, capsys):
+    run, image = tmp_path / "run", tmp_path / "image"
+    assert main(["train", "demo", *LABELLED, "train.steps=1", "--out", str(run), "--quiet"]) == 0
+    assert main(["train", "demo", *LABELLED, "data.num_frames=1", "train.steps=20", "--out", str(image), "--quiet"]) == 0
+    two = ["--num", "2", "--steps", "3", "--prompt", "a red circle and a blue square", "--quiet"]
+    assert main(["sample", str(run), *two, "--out", str(tmp_path / "a")]) == 0
+    assert main(["sample", str(run), *two, "--image-guidance", "2", "--image-model", str(image),
+                 "--out", str(tmp_path / "b")]) == 0
+    assert f"image guidance 2 by {image}" in capsys.readouterr().out
+    plain, guided = (np.load(tmp_path / k / "samples.npy") for k in "ab")
+    assert plain.shape == guided.shape == (2, 4, 16, 16, 3) and not np.array_equal(plain, guided)
+    # the model's own default, from its config
+    cfg = load_config(run / "config.json")
+    cfg.sample.image_guidance, cfg.sample.image_model = 2.0, str(image)
+    cfg.save(run / "config.json")
+    assert main(["sample", str(run), *two, "--out", str(tmp_path / "c")]) == 0
+    assert np.array_equal(np.load(tmp_path / "c" / "samples.npy"), guided)
+    assert main(["sample", str(run), *two, "--image-guidance", "0", "--out", str(tmp_path / "d")]) == 0
+    assert np.array_equal(np.load(tmp_path / "d" / "samples.npy"), plain)
+    # an image model that cannot guide this one: one line, no traceback
+    other = tmp_path / "other"
+    assert main(["train", "demo", *LABELLED, "data.num_frames=1", "data.size=32", "train.steps=1", "--out", str(other),
+                 "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["sample", str(run), *two, "--image-model", str(other), "--out", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot guide this model" in err and len(err.strip().splitlines()) == 1
+    assert main(["sample", str(run), *two, "--image-guidance", "-1", "--out", str(tmp_path / "f")]) == 2
+    assert "image guidance must be >= 0" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="sample.image_guidance needs sample.image_model"):
+        load_config(None, [*LABELLED, "sample.image_guidance=1"])
+    # a run whose config names an image model that cannot guide it is refused before training, nothing written
+    capsys.readouterr()
+    assert main(["train", "demo", *LABELLED, "sample.image_guidance=2", "sample.image_model=shapes32-image",
+                 "--out", str(tmp_path / "g"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "shapes32-image cannot guide this model" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "g" / "config.json").exists() and not (tmp_path / "g" / "checkpoints").exists()

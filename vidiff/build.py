@@ -45,6 +45,26 @@ def sample_shape(cfg: RunConfig, n: int, autoencoder=None) -> tuple[int, ...]:
             cfg.data.size // a.factor)
 
 
+def check_image_model(cfg: RunConfig, name: str) -> RunConfig:
+    """The config of the image model `name` (a run folder or a shipped name) that image guidance of a model of `cfg`
+    would use; a one-line ConfigError if it cannot guide it: it must be a pixel model of single frames that takes the
+    same labels, channels and frame size, with the same noise schedule."""
+    from vidiff.config import load_config
+    from vidiff.errors import ConfigError
+    from vidiff.training.checkpoint import CONFIG, resolve_run
+
+    image = load_config(resolve_run(name) / CONFIG)
+    m, mi, d, di = cfg.model, image.model, cfg.diffusion, image.diffusion
+    mine = (m.num_labels, m.in_channels, cfg.data.size, d.schedule, d.timesteps, d.shift)
+    theirs = (mi.num_labels, mi.in_channels, image.data.size, di.schedule, di.timesteps, di.shift)
+    if mine != theirs or m.autoencoder or mi.autoencoder or image.data.num_frames != 1:
+        raise ConfigError(f"{name} cannot guide this model: an image model (one frame, in pixels) of the same labels, "
+                          f"channels, frame size, schedule, timesteps and shift {mine} is needed, got "
+                          f"{theirs}{' of ' + str(image.data.num_frames) + ' frames' if image.data.num_frames != 1 else ''}"
+                          f" (sample.image_guidance=0 turns image guidance off)")
+    return image
+
+
 def build_denoiser(cfg: RunConfig) -> Denoiser:
     net = (VideoDiT if cfg.model.architecture == "dit" else VideoUNet)(network_config(cfg))
     return Denoiser(net, schedule=cfg.diffusion.schedule, timesteps=cfg.diffusion.timesteps,

@@ -132,7 +132,8 @@ def cmd_data_inspect(args) -> int:
 def _sample_to(run: str, out: Path, num: int, steps: int, sampler: str, eta: float, seed: int, fps: float,
                device: str, quiet: bool, prompts: list[str] | None = None, guidance: float = DEFAULT_GUIDANCE,
                motion_boost: float = 0.0, guidance_below: int | None = None,
-               guidance_per_label: float | None = None, guidance_rescale: float = 0.0) -> None:
+               guidance_per_label: float | None = None, guidance_rescale: float = 0.0,
+               image_guidance: float | None = None, image_model: str | None = None) -> None:
     import torch
 
     from vidiff.io import write_samples
@@ -142,6 +143,9 @@ def _sample_to(run: str, out: Path, num: int, steps: int, sampler: str, eta: flo
     steps = default_steps(pipe.denoiser.num_timesteps, sampler) if steps is None else steps
     if guidance_per_label is None:
         guidance_per_label = pipe.config.sample.guidance_per_label
+    if image_guidance is None:
+        image_guidance = pipe.config.sample.image_guidance
+    image_model = image_model or pipe.config.sample.image_model
     labels = None  # label-conditioned models: the prompts, or the labels of random held-out clips
     if prompts:  # (an unconditional model refuses them in one line)
         labels = pipe.labels_for([prompts[i % len(prompts)] for i in range(num)])
@@ -151,12 +155,14 @@ def _sample_to(run: str, out: Path, num: int, steps: int, sampler: str, eta: flo
     result = pipe(num_videos=num, num_inference_steps=steps, sampler=sampler, eta=eta,
                   generator=torch.Generator().manual_seed(seed), progress=not quiet, labels=labels,
                   guidance_scale=guidance, motion_boost=motion_boost, guidance_below=guidance_below,
-                  guidance_per_label=guidance_per_label, guidance_rescale=guidance_rescale)
+                  guidance_per_label=guidance_per_label, guidance_rescale=guidance_rescale,
+                  image_guidance=image_guidance, image_model=image_model)
     seconds = time.perf_counter() - t0
     write_samples(out, result.frames(), fps=fps)
     below = f" at t <= {guidance_below}" if guidance_below is not None else ""
     per_label = f" (+{guidance_per_label:g} per object past the first)" if guidance_per_label else ""
     per_label += f", rescaled {guidance_rescale:g}" if guidance_rescale else ""
+    per_label += f", image guidance {image_guidance:g} by {image_model}" if image_guidance else ""
     how = f"{sampler}, {steps} steps" + (f", guidance {guidance:g}{per_label}{below}" if labels is not None else "") + \
         (f", motion boost {motion_boost:g}" if motion_boost else "")
     print(f"sampled {num} videos ({how}) in {seconds:.1f} s ({seconds / num:.2f} s per video) -> {out}")
@@ -170,7 +176,7 @@ def cmd_sample(args) -> int:
     out = Path(args.out) if args.out else (Path(args.run) / "samples" if Path(args.run).is_dir() else Path("samples"))
     _sample_to(args.run, out, args.num, args.steps, args.sampler, args.eta, args.seed, args.fps, args.device,
                args.quiet, args.prompt, args.guidance, args.motion_boost, args.guidance_below,
-               args.guidance_per_label, args.guidance_rescale)
+               args.guidance_per_label, args.guidance_rescale, args.image_guidance, args.image_model)
     return 0
 
 
@@ -193,7 +199,8 @@ def cmd_demo(args) -> int:
         return 130 if summary["interrupted_by"] == "SIGINT" else 143
     print(f"training time: {(time.perf_counter() - t0) / 60:.1f} min ({summary['step']} steps)")
     _sample_to(str(out), out / "samples", args.num, args.steps, args.sampler, 0.0, args.seed, 8, "auto", args.quiet,
-               guidance=args.guidance, guidance_per_label=args.guidance_per_label)
+               guidance=args.guidance, guidance_per_label=args.guidance_per_label,
+               image_guidance=args.image_guidance)
     print(f"look at {out / 'samples' / 'grid.gif'} (all videos) or the per-video mp4/gif files there")
     return 0
 
@@ -282,6 +289,11 @@ SAMPLER_HELP = ("dpmpp-2m-sde (the default: DPM-Solver++(2M) in its stochastic f
 GUIDANCE_HELP = f"label-conditioned models: classifier-free guidance weight (1: none; default: {DEFAULT_GUIDANCE:g})"
 RESCALE_HELP = ("label-conditioned models: guidance rescaling (Lin et al. 2023): bring the guided estimate's mean and "
                 "std back to the conditional one's, PHI of it mixed in (0 to 1; default 0: plain guidance)")
+IMAGE_GUIDANCE_HELP = ("label-conditioned models: guidance by an image model of the same labels, frame by frame "
+                       "(x0 += S * the image model's classifier-free direction in every frame): each frame is pushed "
+                       "to show every asked object. Default: the model's sample.image_guidance (2 by shapes32-image "
+                       "for the demo preset: two asked objects kept in 45 instead of 35 of 48 clips, "
+                       "docs/benchmarks.md, thirty-third round); 0: none")
 PER_LABEL_HELP = ("label-conditioned models: added to the guidance weight for each asked label past the first "
                   "(each object of a shapes prompt), so that a video asked for two objects holds both (default: the "
                   "model's sample.guidance_per_label: 0.5 for the demo preset, 0 for shapes32; 0: the same weight for "
@@ -319,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"classifier-free guidance weight (1: none; default: {DEFAULT_GUIDANCE:g})")
     d.add_argument("--guidance-per-label", type=float, default=None, metavar="W",
                    help=PER_LABEL_HELP)
+    d.add_argument("--image-guidance", type=float, default=None, metavar="S", help=IMAGE_GUIDANCE_HELP)
     d.add_argument("--fresh", action="store_true", help="start over even if OUT holds an earlier demo run")
     d.add_argument("--quiet", action="store_true", help="no progress bars")
     d.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.steps=100")
@@ -419,6 +432,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--guidance-per-label", type=float, default=None, metavar="W",
                    help=PER_LABEL_HELP)
     s.add_argument("--guidance-rescale", type=float, default=0.0, metavar="PHI", help=RESCALE_HELP)
+    s.add_argument("--image-guidance", type=float, default=None, metavar="S", help=IMAGE_GUIDANCE_HELP)
+    s.add_argument("--image-model", default=None, metavar="RUN",
+                   help="the image model of --image-guidance: a run folder or a shipped name (default: the model's "
+                        "sample.image_model)")
     s.add_argument("--guidance-below", type=int, default=None, metavar="T",
                    help="guide only at timesteps <= T, the conditional model alone above (a guidance interval): "
                         "shapes32 with 600 draws objects of the real size (10.3%% of the pixels against 15.4%% with "

@@ -19,11 +19,12 @@ from typing import Optional
 import numpy as np
 import torch
 
-from vidiff.build import build_autoencoder, build_denoiser, sample_shape
+from vidiff.build import build_autoencoder, build_denoiser, check_image_model, sample_shape
 from vidiff.config import (DEFAULT_GUIDANCE, DEFAULT_SAMPLER, RunConfig, default_steps,
                            load_config)
 from vidiff.diffusion import SAMPLERS, sample
-from vidiff.diffusion.guidance import classifier_free_guidance, masked_model_denoise, motion_boost as boost_motion
+from vidiff.diffusion.guidance import (classifier_free_guidance, image_guidance as image_guided, masked_model_denoise,
+                                      motion_boost as boost_motion)
 from vidiff.errors import CheckpointError, VidiffError
 from vidiff.io import to_frames
 from vidiff.training.checkpoint import CONFIG, SHIPPED, WEIGHTS, load_into, load_tensors, resolve_run  # noqa: F401
@@ -49,6 +50,7 @@ class VideoPipeline:
         self.config = config
         self.device = device
         self.run_dir = run_dir  # where it was loaded from (None if built in memory)
+        self._image_denoisers = {}  # image models of image guidance, loaded when first used
 
     @property
     def video_channels(self) -> int:
@@ -70,7 +72,8 @@ class VideoPipeline:
                  guidance_scale: float = DEFAULT_GUIDANCE, motion_boost: float = 0.0,
                  guidance_below: Optional[int] = None,
                  guidance_per_label: Optional[float] = None,
-                 guidance_rescale: float = 0.0) -> VideoPipelineOutput:
+                 guidance_rescale: float = 0.0, image_guidance: Optional[float] = None,
+                 image_model: Optional[str] = None) -> VideoPipelineOutput:
         """`labels` (num_videos, L) long (-1: empty slot), for a label-conditioned model: each video shows its
         labels, with classifier-free guidance of weight `guidance_scale`, plus `guidance_per_label` for each label
         past the first (None: the model's `sample.guidance_per_label`; 0.5 for the demo preset, so that a video asked
@@ -80,7 +83,10 @@ class VideoPipeline:
         estimate's mean and std back towards the conditional one's (Lin et al. 2023; `classifier_free_guidance`'s
         `rescale`). `motion_boost` > 0 pushes the estimates of the noisier
         half of the steps away from a clip without motion (`vidiff.diffusion.guidance.motion_boost`): faster
-        objects, a little less persistence."""
+        objects, a little less persistence. `image_guidance` (with labels): push every frame along the classifier-free
+        direction of the image model `image_model` (`vidiff.diffusion.guidance.image_guidance`; None: the model's
+        `sample.image_guidance` and `sample.image_model`, 2 and shapes32-image for the demo preset), so that
+        each frame shows every asked object."""
         if sampler not in SAMPLERS:
             raise VidiffError(f"unknown sampler {sampler!r}; choose from {', '.join(sorted(SAMPLERS))}")
         T = self.denoiser.num_timesteps
@@ -95,6 +101,12 @@ class VideoPipeline:
             guidance_per_label = self.config.sample.guidance_per_label
         if not 0 <= guidance_rescale <= 1:
             raise VidiffError(f"guidance rescale must be between 0 and 1, got {guidance_rescale}")
+        image_guidance = self.config.sample.image_guidance if image_guidance is None else image_guidance
+        image_model = image_model or self.config.sample.image_model
+        if image_guidance < 0:
+            raise VidiffError(f"image guidance must be >= 0, got {image_guidance}")
+        if image_guidance and labels is not None and not image_model:
+            raise VidiffError("image guidance needs an image model (image_model=, or the config's sample.image_model)")
         if labels is not None:
             if not self.denoiser.num_labels:
                 raise VidiffError("this model was trained without labels (model.num_labels = 0): it cannot take any")
@@ -115,6 +127,9 @@ class VideoPipeline:
             if labels is not None:
                 denoise = classifier_free_guidance(denoise, labels[start:start + n], guidance_scale, guidance_below,
                                                    per_label=guidance_per_label, rescale=guidance_rescale)
+                if image_guidance:
+                    denoise = image_guided(denoise, self.image_denoiser(image_model), labels[start:start + n],
+                                           image_guidance)
             if motion_boost:
                 denoise = boost_motion(denoise, motion_boost, min_t=T // 2)
             x = sample(denoise, shape, self.denoiser.alphas_cumprod, sampler=sampler, num_steps=num_inference_steps,
@@ -122,6 +137,15 @@ class VideoPipeline:
                        noise_correlation=self.denoiser.noise_correlation)
             videos.append(x if self.autoencoder is None else self.autoencoder.decode(x).clamp(-1, 1))
         return VideoPipelineOutput(videos=torch.cat(videos).cpu())
+
+    def image_denoiser(self, name: str):
+        """The image model `name` (a run folder or a shipped name) of image guidance, on this pipeline's device;
+        it must take this model's labels and frames."""
+        if name not in self._image_denoisers:
+            check_image_model(self.config, name)
+            image = VideoPipeline.from_pretrained(name, device=str(self.device))
+            self._image_denoisers[name] = image.denoiser
+        return self._image_denoisers[name]
 
     def labels_for(self, captions: list[str]) -> torch.Tensor:
         """Captions in the dataset's words ("a red circle and a blue square") -> labels (N, max_objects); for a

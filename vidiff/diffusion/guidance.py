@@ -12,6 +12,7 @@ from typing import Optional
 import torch
 
 from vidiff.diffusion.masks import conditioning_channels
+from vidiff.errors import VidiffError
 from vidiff.diffusion.schedules import append_dims, q_sample, video_noise
 
 
@@ -214,6 +215,47 @@ def classifier_free_guidance(denoiser, labels: torch.Tensor, scale: float = 1.0,
                 lam = torch.where(t > max_t, torch.zeros_like(lam), lam)
             contrast = torch.zeros_like(x0).index_add_(0, b, x0_c[b] - x0_loo)  # (B, C, F, H, W)
             x0 = x0 + append_dims(lam, x0.ndim) * contrast
+        return x0, _eps_from_x0(x0, x_t, t, denoiser.alphas_cumprod)
+
+    return _like(denoise, denoiser)
+
+
+def image_guidance(denoiser, image_denoiser, labels: torch.Tensor, scale: float,
+                   t_range: Optional[tuple[int, int]] = None):
+    """Guidance of a video model by a label-conditioned image model, frame by frame: each frame of the clip estimate
+    is pushed along the image model's classifier-free direction for the same labels,
+        x^0[:, :, f] <- x^0[:, :, f] + s * (x^0_img(x_t[:, :, f], labels) - x^0_img(x_t[:, :, f], no labels)),
+    and eps recomputed from x^0. It samples (approximately) from p_video(clip | labels) * prod_f p_img(labels |
+    frame_f)^s: a product of experts of two models, as composable diffusion (Liu et al. 2022) composes concepts, where
+    the image model says of every frame alone whether it shows every asked object. A video model that loses or merges
+    one of two objects along a clip is held to them in each frame (docs/benchmarks.md, "Thirty-third round").
+    `denoiser`: the video model's (guided) denoise function, `image_denoiser`: a Denoiser of the same schedule and
+    labels trained on single frames (F = 1); labels (B, L) long, -1 for an empty slot; `t_range` (lo, hi): guide only
+    at lo <= t <= hi. Two image-model passes (with and without labels, batched) over every frame per step."""
+    a_img, a_vid = image_denoiser.alphas_cumprod.float().cpu(), denoiser.alphas_cumprod.float().cpu()
+    if a_img.shape != a_vid.shape or not torch.allclose(a_img, a_vid):
+        raise VidiffError("the image model's noise schedule differs from the video model's: image guidance needs the "
+                          "same schedule (diffusion.schedule, timesteps, shift)")
+    if image_denoiser.num_labels == 0:
+        raise VidiffError("the image model was trained without labels: it cannot guide by labels")
+    lo, hi = t_range if t_range is not None else (0, len(denoiser.alphas_cumprod) - 1)
+
+    def denoise(x_t, t, x_self=None):
+        x0, eps = _call(denoiser, x_t, t, x_self)
+        if scale == 0.0 or not bool(((t >= lo) & (t <= hi)).any()):
+            return x0, eps
+        B, C, F, H, W = x_t.shape
+        frames = lambda v: v.permute(0, 2, 1, 3, 4).reshape(B * F, C, 1, H, W)  # noqa: E731  (B * F, C, 1, H, W)
+        lab = labels.to(x_t.device).repeat_interleave(F, 0)  # (B * F, L)
+        kw = {}
+        if getattr(image_denoiser, "self_conditioning", False):
+            kw["x_self"] = None if x_self is None else frames(x_self).repeat(2, 1, 1, 1, 1)
+        x_f = frames(x_t)
+        x0_img, _ = image_denoiser(torch.cat([x_f, x_f]), t.repeat_interleave(F).repeat(2),
+                                   labels=torch.cat([lab, torch.full_like(lab, -1)]), **kw)  # (2 B F, C, 1, H, W)
+        d = (x0_img[:B * F] - x0_img[B * F:]).reshape(B, F, C, H, W).permute(0, 2, 1, 3, 4)  # (B, C, F, H, W)
+        s = append_dims(((t >= lo) & (t <= hi)).to(x0.dtype) * scale, x0.ndim)  # (B, 1, 1, 1, 1)
+        x0 = x0 + s * d.to(x0.dtype)
         return x0, _eps_from_x0(x0, x_t, t, denoiser.alphas_cumprod)
 
     return _like(denoise, denoiser)
