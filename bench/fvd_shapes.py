@@ -43,6 +43,9 @@ def main(argv=None) -> int:
     p.add_argument("--guidance-per-label", type=float, default=None, metavar="W",
                    help="added to the weight per asked object past the first (default: each model's "
                         "sample.guidance_per_label, as `vidiff sample`)")
+    p.add_argument("--image-guidance", type=float, default=None, metavar="S",
+                   help="image guidance by each model's sample.image_model, as `vidiff sample --image-guidance` "
+                        "(default: each model's sample.image_guidance)")
     p.add_argument("--guidance-rescale", type=float, default=0.0, metavar="PHI",
                    help="guidance rescaling (Lin et al. 2023), as `vidiff sample --guidance-rescale` (default: 0)")
     p.add_argument("--pairs", type=int, default=3, help="disjoint real-vs-real pairs for the floor (default: 3)")
@@ -66,6 +69,7 @@ def main(argv=None) -> int:
     guidance = DEFAULT_GUIDANCE if args.guidance is None else args.guidance
     per_label = ("each model's sample.guidance_per_label" if args.guidance_per_label is None
                  else f"{args.guidance_per_label:g}")
+    image = "each model's sample.image_guidance" if args.image_guidance is None else f"{args.image_guidance:g}"
     from vidiff.evaluation.classifier import classifier_info, load_shapes_classifier, shapes_features
     from vidiff.evaluation.evaluate import evaluate_run, real_clips
     from vidiff.evaluation.metrics import frechet_distance
@@ -78,7 +82,8 @@ def main(argv=None) -> int:
         report = evaluate_run(folder, num=args.num, metrics=["fvd_shapes", "flicker", "warp"], steps=args.steps,
                               sampler=args.sampler, seed=args.seed, device=args.device, out_dir=Path(args.work) / label,
                               progress=not args.quiet, guidance=args.guidance,
-                              guidance_per_label=args.guidance_per_label, guidance_rescale=args.guidance_rescale)
+                              guidance_per_label=args.guidance_per_label, guidance_rescale=args.guidance_rescale,
+                              image_guidance=args.image_guidance)
         m = report["metrics"]
         rows.append(f"| {label} (`{folder}`, step {report['model_step']}) | {m['fvd_shapes']['value']:.3f} | "
                     f"{m['fvd_shapes']['baseline']:.3f} | "
@@ -110,7 +115,8 @@ def main(argv=None) -> int:
         f"N = {n} videos per set; generated videos: {args.sampler.upper()}, {args.steps} steps, seed {args.seed} "
         f"(label-conditioned models: guidance {guidance:g} at every step, "
         f"+{per_label} for each asked object past the first"
-        f"{f', rescaled {args.guidance_rescale:g}' if args.guidance_rescale else ''}); "
+        f"{f', rescaled {args.guidance_rescale:g}' if args.guidance_rescale else ''}"
+        f", image guidance {image}); "
         f"real clips: held-out (eval split) clips 0..N-1 of each run's data. FVD-shapes = Frechet distance of the "
         f"{model.cfg.feature_dim}-d per-colour embeddings of the shipped shapes classifier (weights sha256 "
         f"`{info['weights_sha256'][:16]}…`, held-out accuracy: colours {acc.get('colors', float('nan')):.3f}, "

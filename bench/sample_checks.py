@@ -25,7 +25,8 @@
   (`vidiff.evaluation.classifier`) then says whether a sample shows exactly the asked colours, and, per asked
   object, the asked shape; printed with its score on real clips (their own labels). Of the clips asked for two or
   more objects: the share that shows every asked colour (>= 5 pixels) in every frame, i.e. no object merged into
-  another or faded out (`asked_kept`).
+  another or faded out (`asked_kept`), and the stricter share that shows each asked colour as exactly one piece in
+  every frame, i.e. no object drawn in fragments either (`asked_whole`, `vidiff.evaluation.metrics.colour_pieces`).
 - centre distance: the mean distance in pixels of each colour's centroid from the frame's centre
   (`vidiff.evaluation.metrics.colour_centroids`): samples whose objects crowd the middle score below real clips.
 - memorisation: for 16 samples, the MSE to the nearest training clip (first 2000 clips of the train split),
@@ -148,6 +149,23 @@ def asked_kept(v: torch.Tensor, labels: torch.Tensor, min_pixels: int = 5) -> tu
     return float(ok.all(1).mean()), float(ok.mean()), int(multi.sum())
 
 
+def asked_whole(v: torch.Tensor, labels: torch.Tensor, min_pixels: int = 5) -> tuple[float, float, int]:
+    """As `asked_kept`, stricter: every asked colour shows as exactly one piece (`metrics.colour_pieces`, pieces of 3+
+    pixels) of at least `min_pixels` pixels in every frame -> (fraction of the clips asked for 2+ objects, the same
+    over (clip, frame) pairs, the number of those clips). An object drawn in fragments fails it too."""
+    from vidiff.evaluation.classifier import asked_attributes
+    from vidiff.evaluation.metrics import colour_pieces, colour_pixels
+
+    present = asked_attributes(labels)["present"].numpy()  # (N, K) bool
+    multi = present.sum(1) >= 2
+    if not multi.any():
+        return float("nan"), float("nan"), 0
+    vm = v[torch.from_numpy(multi)].clamp(-1, 1)
+    px, pieces = colour_pixels(vm, per_frame=True), colour_pieces(vm)  # (M, F, K) each
+    ok = (((px >= min_pixels) & (pieces == 1)) | ~present[multi][:, None, :]).all(-1)  # (M, F)
+    return float(ok.all(1).mean()), float(ok.mean()), int(multi.sum())
+
+
 def asked_text(v: torch.Tensor, labels: torch.Tensor, real: torch.Tensor, real_labels: torch.Tensor) -> str:
     """How often label-conditioned samples show what they were asked for, by the shipped shapes classifier,
     against the same score of real clips with their own labels."""
@@ -163,10 +181,14 @@ def asked_text(v: torch.Tensor, labels: torch.Tensor, real: torch.Tensor, real_l
     ref = attribute_accuracy(predict_attributes(clf, real), asked_attributes(real_labels))
     kept, kept_frames, n = asked_kept(v, labels)
     kept_real, kept_frames_real, n_real = asked_kept(real, real_labels)
+    whole, whole_frames, _ = asked_whole(v, labels)
+    whole_real, whole_frames_real, _ = asked_whole(real, real_labels)
     return (f"asked labels: colours exactly right {got['colors']:.3f} (real {ref['colors']:.3f}); "
             f"asked shape right {got['shape']:.3f} per object (real {ref['shape']:.3f}); "
             f"clips asked for 2+ objects showing every asked colour in every frame {kept:.3f} of {n} "
-            f"(real {kept_real:.3f} of {n_real}), in {kept_frames:.3f} of their frames (real {kept_frames_real:.3f})")
+            f"(real {kept_real:.3f} of {n_real}), in {kept_frames:.3f} of their frames (real {kept_frames_real:.3f}); "
+            f"each asked colour in one piece in every frame {whole:.3f} (real {whole_real:.3f}), in {whole_frames:.3f} "
+            f"of their frames (real {whole_frames_real:.3f})")
 
 
 def main() -> None:

@@ -465,6 +465,13 @@ def test_sample_with_image_guidance_and_its_errors(tmp_path, capsys):
     assert np.array_equal(np.load(tmp_path / "c" / "samples.npy"), guided)
     assert main(["sample", str(run), *two, "--image-guidance", "0", "--out", str(tmp_path / "d")]) == 0
     assert np.array_equal(np.load(tmp_path / "d" / "samples.npy"), plain)
+    # `vidiff eval`'s cache of samples tells image-guided samples from the others
+    from vidiff.evaluation.evaluate import generated_samples
+
+    _, meta = generated_samples(run, cfg, 2, 2, "ddim", 0.0, 0, "cpu", 2, tmp_path / "ev", False, image_guidance=0.0)
+    assert "image_guidance" not in meta
+    _, meta = generated_samples(run, cfg, 2, 2, "ddim", 0.0, 0, "cpu", 2, tmp_path / "ev", False)  # the config's 2
+    assert not meta["reused"] and meta["image_guidance"] == 2.0 and meta["image_model"] == str(image)
     # an image model that cannot guide this one: one line, no traceback
     other = tmp_path / "other"
     assert main(["train", "demo", *LABELLED, "data.num_frames=1", "data.size=32", "train.steps=1", "--out", str(other),

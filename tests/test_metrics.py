@@ -202,6 +202,28 @@ def test_colour_centroids_find_the_objects_of_real_clips():
         assert np.abs(c[0, :, k] + 0.5 - item["centers"][:, 0].numpy()[:, ::-1]).max() < 0.5
 
 
+def test_colour_pieces_count_the_fragments_of_each_colour():
+    from vidiff.data import BouncingShapes
+    from vidiff.data.shapes import COLOR_NAMES
+
+    red, blue = COLOR_NAMES.index("red"), COLOR_NAMES.index("blue")
+    v = np.zeros((1, 3, 12, 12, 3), np.uint8)
+    v[0, 0, 1:4, 1:4, 0] = 255  # one red square
+    v[0, 1, 1:4, 1:4, 0] = 255  # two red squares apart, and a red speck of 2 pixels (under min_pixels)
+    v[0, 1, 7:10, 7:10, 0] = 255
+    v[0, 1, 0, 10:12, 0] = 255
+    v[0, 2, 2:4, 2:4, 2] = 255  # two blue squares touching only at a corner: one piece (8-neighbourhood)
+    v[0, 2, 4:6, 4:6, 2] = 255
+    pieces = M.colour_pieces(v)  # (N, F, K)
+    assert pieces.shape == (1, 3, len(COLOR_NAMES))
+    assert pieces[0, 0, red] == 1 and pieces[0, 1, red] == 2 and pieces[0, 2, blue] == 1 and pieces[0, 2, red] == 0
+    assert pieces.sum() == 4
+    ds = BouncingShapes(num_frames=4, size=32, max_objects=1, seed=4)  # one object: one piece in every frame
+    for i in range(8):
+        item = ds[i]
+        assert (M.colour_pieces(item["video"][None])[0, :, int(item["label_color"][0])] == 1).all()
+
+
 def test_inputs_are_checked():
     with pytest.raises(VidiffError, match=r"\[-1, 1\]"):
         M.psnr(torch.full((3, 2, 8, 8), 2.0), torch.zeros(3, 2, 8, 8))

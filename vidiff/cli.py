@@ -266,7 +266,7 @@ def cmd_eval(args) -> int:
                           sampler=args.sampler, eta=args.eta, seed=args.seed, device=args.device,
                           batch_size=args.batch_size, samples=args.samples, out_dir=out, progress=not args.quiet,
                           guidance=args.guidance, guidance_per_label=args.guidance_per_label,
-                          guidance_rescale=args.guidance_rescale)
+                          guidance_rescale=args.guidance_rescale, image_guidance=args.image_guidance)
     for name, m in report["metrics"].items():
         print(f"{name:>10}: {m['value']:.4g}   (real data: {m['baseline']:.4g})")
     where = Path(out) if out is not None else Path(report["run"])
@@ -317,7 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "time budget, then sample videos into OUT/samples, each asked to show the objects "
                                    "of a random held-out clip (OUT/samples/captions.txt), with classifier-free "
                                    "guidance 2 (+ the model's sample.guidance_per_label, 0.5 for the demo preset, "
-                                   "for each object past the first).")
+                                   "for each object past the first) and image guidance 2 by the shipped image model "
+                                   "shapes32-image (sample.image_guidance, sample.image_model).")
     d.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
     d.add_argument("--minutes", type=float, default=None,
                    help="training time budget in minutes (default: the demo preset's train.time_budget_minutes, "
@@ -512,6 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--guidance-per-label", type=float, default=None, metavar="W",
                    help=PER_LABEL_HELP)
     e.add_argument("--guidance-rescale", type=float, default=0.0, metavar="PHI", help=RESCALE_HELP)
+    e.add_argument("--image-guidance", type=float, default=None, metavar="S", help=IMAGE_GUIDANCE_HELP)
     e.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     e.add_argument("--out", help="folder for metrics.json and eval/samples.npy (default: RUN)")
     e.add_argument("--threads", type=int, default=0,

@@ -8,6 +8,9 @@ A label-conditioned model (model.num_labels > 0) also takes labels, with classif
 
     labels = pipe.labels_for(["a red circle", "a blue square and a green triangle"])   # (2, max_objects)
     out = pipe(num_videos=2, labels=labels, guidance_scale=2.0)
+
+and, where its config names one (`sample.image_guidance`, `sample.image_model`: the demo preset and shapes32), with
+guidance by an image model of the same labels in every frame (`image_guidance=0` turns it off).
 """
 
 from __future__ import annotations

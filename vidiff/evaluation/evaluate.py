@@ -108,11 +108,12 @@ def load_samples(path: str | Path, num: int, shape: tuple) -> np.ndarray:
 def generated_samples(run: Path, cfg, num: int, steps: int, sampler: str, eta: float, seed: int, device: str,
                       batch_size: int, out_dir: Path, progress: bool, guidance: Optional[float] = None,
                       guidance_per_label: Optional[float] = None,
-                      guidance_rescale: float = 0.0) -> tuple[np.ndarray, dict]:
+                      guidance_rescale: float = 0.0, image_guidance: Optional[float] = None) -> tuple[np.ndarray, dict]:
     """Sample `num` videos, or reuse out_dir/eval/samples.npy when it was sampled from the same weights and settings.
     A label-conditioned model is asked for the labels of `num` random held-out clips, with classifier-free guidance
     `guidance` plus `guidance_per_label` per asked object past the first (None: `vidiff sample`'s defaults, the
-    latter the model's `sample.guidance_per_label`)."""
+    latter the model's `sample.guidance_per_label`), and image guidance `image_guidance` by the model's
+    `sample.image_model` (None: the model's `sample.image_guidance`)."""
     import torch
 
     from vidiff.config import DEFAULT_GUIDANCE
@@ -122,12 +123,15 @@ def generated_samples(run: Path, cfg, num: int, steps: int, sampler: str, eta: f
 
     guidance = DEFAULT_GUIDANCE if guidance is None else guidance
     guidance_per_label = cfg.sample.guidance_per_label if guidance_per_label is None else guidance_per_label
+    image_guidance = cfg.sample.image_guidance if image_guidance is None else image_guidance
     settings = {"sampler": sampler, "steps": steps, "eta": eta, "seed": seed,
                 "model_sha256": sha256_file(run / WEIGHTS)}
     if cfg.model.num_labels:  # (the guidance settings matter only with labels)
         settings.update(labels="held-out clips", guidance=guidance, guidance_per_label=guidance_per_label)
         if guidance_rescale:
             settings.update(guidance_rescale=guidance_rescale)
+        if image_guidance:
+            settings.update(image_guidance=image_guidance, image_model=cfg.sample.image_model)
     cache, meta_file = out_dir / EVAL_DIR / "samples.npy", out_dir / EVAL_DIR / "samples.json"
     if cache.is_file() and meta_file.is_file():
         meta = json.loads(meta_file.read_text())
@@ -140,7 +144,7 @@ def generated_samples(run: Path, cfg, num: int, steps: int, sampler: str, eta: f
     out = pipe(num_videos=num, num_inference_steps=steps, sampler=sampler, eta=eta,
                generator=torch.Generator().manual_seed(seed), batch_size=batch_size, progress=progress,
                labels=labels, guidance_scale=guidance, guidance_per_label=guidance_per_label,
-               guidance_rescale=guidance_rescale)
+               guidance_rescale=guidance_rescale, image_guidance=image_guidance)
     seconds = time.perf_counter() - t0
     frames = out.frames()
     cache.parent.mkdir(parents=True, exist_ok=True)
@@ -174,10 +178,11 @@ def evaluate_run(run: str | Path, num: int = 256, metrics: Optional[Sequence[str
                  steps: Optional[int] = None, sampler: str = DEFAULT_SAMPLER, eta: float = 0.0, seed: int = 0,
                  device: str = "auto", batch_size: int = 16, samples: Optional[str | Path] = None,
                  out_dir: Optional[str | Path] = None, progress: bool = True, guidance: Optional[float] = None,
-                 guidance_per_label: Optional[float] = None, guidance_rescale: float = 0.0) -> dict:
+                 guidance_per_label: Optional[float] = None, guidance_rescale: float = 0.0,
+                 image_guidance: Optional[float] = None) -> dict:
     """Compute `metrics` for a run and write out_dir/metrics.json (out_dir defaults to the run folder).
-    `guidance`, `guidance_per_label`, `guidance_rescale`: classifier-free guidance of a label-conditioned model
-    (None: the defaults).
+    `guidance`, `guidance_per_label`, `guidance_rescale`: classifier-free guidance of a label-conditioned model,
+    `image_guidance`: guidance by its `sample.image_model` (None: the defaults).
 
     Returns the dict written. See the module docstring for what each metric is and what its baseline is.
     """
@@ -220,7 +225,8 @@ def evaluate_run(run: str | Path, num: int = 256, metrics: Optional[Sequence[str
         sample_info = {"source": str(samples), "reused": True}
     else:
         fake, sample_info = generated_samples(run, cfg, num, steps, sampler, eta, seed, device, batch_size,
-                                              out_dir, progress, guidance, guidance_per_label, guidance_rescale)
+                                              out_dir, progress, guidance, guidance_per_label, guidance_rescale,
+                                              image_guidance)
     real = real_clips(cfg, 0, num, progress, "real clips (reference)")
     real2 = real_clips(cfg, num, num, progress, "real clips (baseline)")
 

@@ -244,6 +244,27 @@ def colour_centroids(videos, palette=None, threshold: float = 0.5) -> tuple[np.n
     return np.stack([cy, cx], -1), mass
 
 
+def colour_pieces(videos, palette=None, threshold: float = 0.5, min_pixels: int = 3) -> np.ndarray:
+    """Into how many pieces each palette colour falls, frame by frame: the connected regions (8-neighbourhood) of the
+    object pixels (as in `colour_drift`) nearest to each colour that have at least `min_pixels` pixels, (N, F, K) int.
+    In `shapes` clips each object has its own colour and is one convex shape, so a real object is one piece (or
+    none, hidden); an object drawn in several fragments counts each."""
+    import cv2
+
+    obj, label, k = _palette_labels(videos, palette, threshold, "colour_pieces")
+    N, F = obj.shape[:2]
+    out = np.zeros((N, F, k), dtype=np.int64)
+    for n in range(N):
+        for f in range(F):
+            for i in range(k):
+                mask = (obj[n, f] & (label[n, f] == i)).astype(np.uint8)
+                if mask.sum() < min_pixels:
+                    continue
+                count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+                out[n, f, i] = int((stats[1:, cv2.CC_STAT_AREA] >= min_pixels).sum())  # (row 0: the background)
+    return out
+
+
 def colour_frequencies(videos, palette=None, threshold: float = 0.5) -> np.ndarray:
     """Which colours a set of clips shows: the fraction of all object pixels (as in `colour_drift`) nearest to
     each palette colour, pooled over the clips. Returns (K,) summing to 1 (zeros if there is no object pixel).
