@@ -15,7 +15,9 @@ label-conditioned model is asked for the labels of held-out clips with classifie
 network and the network with the attention layers `--skip-layers` skipped. `--min-objects 2` asks only for the
 labels of held-out two-object clips (every sample scores the two-object check), `--trajectory NPZ` keeps the x0
 estimate of every 5th step (where along sampling a clip is decided), `--dynamic-threshold P` thresholds every estimate
-as Imagen does. Used for the "Fifth round" to "Thirty-first round" tables of docs/benchmarks.md.
+as Imagen does, `--image-guidance S` adds guidance by an image model's labels in every frame
+(`vidiff.diffusion.guidance.image_guidance`). Used for the "Fifth round" to "Thirty-third round" tables of
+docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -88,7 +90,8 @@ def main() -> None:
     p.add_argument("--image-guidance", type=float, default=0.0, metavar="S",
                    help="guidance by an image model's labels, frame by frame: x0 += S * (x0_img(labels) - "
                         "x0_img(no labels)), every frame denoised alone by --image-model (a product of the video model "
-                        "and the image model's p(labels | frame)^S: every frame should show every asked object)")
+                        "and the image model's p(labels | frame)^S: every frame should show every asked object). Default 0: "
+                        "none, whatever the model's sample.image_guidance says")
     p.add_argument("--image-model", default="shapes32-image", metavar="RUN",
                    help="the image model of --image-guidance (a run or shipped weights)")
     p.add_argument("--image-guidance-range", type=int, nargs=2, default=None, metavar=("LO", "HI"),

@@ -252,9 +252,10 @@ def test_train_on_a_generated_folder_end_to_end(tmp_path):
         write_lossless(root / f"c{i % 2}" / f"v{i}{suffix}", frames_with_ids(10, offset=i))
     (root / "broken.mp4").write_text("not a video")
     run = tmp_path / "run"
+    preset_sampling = [o for o in TINY if not o.startswith("sample.")]  # the preset's image guidance (shapes32-image)
     with pytest.warns(VideoSkippedWarning, match="broken.mp4"):
-        code = main(["train", "demo", *TINY, "train.steps=2", "--data", str(root), "--workers", "1", "--out",
-                     str(run), "--quiet"])
+        code = main(["train", "demo", *preset_sampling, "train.steps=2", "--data", str(root), "--workers", "1",
+                     "--out", str(run), "--quiet"])
     assert code == 0
     assert (run / "checkpoints").is_dir() and (run / "loss.csv").read_text().count("\n") >= 2
     from vidiff.config import load_config
@@ -263,6 +264,7 @@ def test_train_on_a_generated_folder_end_to_end(tmp_path):
     assert saved.data.dataset == str(root) and saved.train.num_workers == 1
     # Videos in two class folders: a class-conditioned model that knows the folder names.
     assert saved.data.classes == ("c0", "c1") and saved.model.num_labels == 2
+    assert saved.sample.image_guidance == 0 and saved.sample.image_model is None  # that image model knows shapes only
     out = tmp_path / "samples"
     assert main(["sample", str(run), "--num", "3", "--steps", "2", "--prompt", "C1", "--out", str(out),
                  "--quiet"]) == 0

@@ -484,6 +484,8 @@ def test_sample_with_image_guidance_and_its_errors(tmp_path, capsys):
     assert "image guidance must be >= 0" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="sample.image_guidance needs sample.image_model"):
         load_config(None, [*LABELLED, "sample.image_guidance=1"])
+    # an unconditional model ignores image guidance: no error
+    load_config(None, [*TINY, "model.num_labels=0", "sample.image_guidance=2", "sample.image_model=shapes32-image"])
     # a run whose config names an image model that cannot guide it is refused before training, nothing written
     capsys.readouterr()
     assert main(["train", "demo", *LABELLED, "sample.image_guidance=2", "sample.image_model=shapes32-image",

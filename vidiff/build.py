@@ -58,10 +58,10 @@ def check_image_model(cfg: RunConfig, name: str) -> RunConfig:
     mine = (m.num_labels, m.in_channels, cfg.data.size, d.schedule, d.timesteps, d.shift)
     theirs = (mi.num_labels, mi.in_channels, image.data.size, di.schedule, di.timesteps, di.shift)
     if mine != theirs or m.autoencoder or mi.autoencoder or image.data.num_frames != 1:
-        raise ConfigError(f"{name} cannot guide this model: an image model (one frame, in pixels) of the same labels, "
-                          f"channels, frame size, schedule, timesteps and shift {mine} is needed, got "
-                          f"{theirs}{' of ' + str(image.data.num_frames) + ' frames' if image.data.num_frames != 1 else ''}"
-                          f" (sample.image_guidance=0 turns image guidance off)")
+        got = f"{theirs} with {image.data.num_frames} frame(s){' over latents' if mi.autoencoder else ''}"
+        raise ConfigError(f"{name} cannot guide this model: image guidance needs an image model (1 frame, pixels) of "
+                          f"the same (labels, channels, frame size, schedule, timesteps, shift) = {mine}, got {got} "
+                          f"(sample.image_guidance=0 turns it off)")
     return image
 
 

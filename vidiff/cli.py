@@ -93,6 +93,8 @@ def _use_data(cfg, data: str, workers, overrides: list[str]) -> None:
         cfg.data.classes = tuple(classes) if wanted else ()
     if "model.num_labels" not in given:
         cfg.model.num_labels = len(cfg.data.classes)
+    if not {"sample.image_guidance", "sample.image_model"} & given:  # the preset's image model knows only the shapes
+        cfg.sample.image_guidance, cfg.sample.image_model = 0.0, None
     if workers is not None:
         cfg.train.num_workers = workers
     elif cfg.train.num_workers == 0 and "train.num_workers" not in given:

@@ -12,8 +12,8 @@ from typing import Optional
 import torch
 
 from vidiff.diffusion.masks import conditioning_channels
-from vidiff.errors import VidiffError
 from vidiff.diffusion.schedules import append_dims, q_sample, video_noise
+from vidiff.errors import VidiffError
 
 
 def masked_model_denoise(denoiser, known: Optional[torch.Tensor] = None, mask: Optional[torch.Tensor] = None):

@@ -297,7 +297,8 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, max_step
         torch.set_num_threads(tc.threads)
     is_main = rank == 0
     init_source = resolve_run(tc.init_from) if tc.init_from and not resume else None  # (before anything is written)
-    if cfg.sample.image_guidance:  # a run that could not be sampled as its config says: refuse before training
+    if cfg.sample.image_guidance and cfg.model.num_labels:  # a run that could not be sampled as its config says:
+        # refuse it before training
         from vidiff.build import check_image_model
 
         check_image_model(cfg, cfg.sample.image_model)
