@@ -90,8 +90,8 @@ def main() -> None:
     p.add_argument("--image-guidance", type=float, default=0.0, metavar="S",
                    help="guidance by an image model's labels, frame by frame: x0 += S * (x0_img(labels) - "
                         "x0_img(no labels)), every frame denoised alone by --image-model (a product of the video model "
-                        "and the image model's p(labels | frame)^S: every frame should show every asked object). Default 0: "
-                        "none, whatever the model's sample.image_guidance says")
+                        "and the image model's p(labels | frame)^S: every frame should show every asked object). "
+                        "Default 0: none, whatever the model's sample.image_guidance says")
     p.add_argument("--image-model", default="shapes32-image", metavar="RUN",
                    help="the image model of --image-guidance (a run or shipped weights)")
     p.add_argument("--image-guidance-range", type=int, nargs=2, default=None, metavar=("LO", "HI"),

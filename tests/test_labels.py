@@ -449,7 +449,8 @@ def test_image_guidance_adds_the_image_models_direction_in_every_frame():
 def test_sample_with_image_guidance_and_its_errors(tmp_path, capsys):
     run, image = tmp_path / "run", tmp_path / "image"
     assert main(["train", "demo", *LABELLED, "train.steps=1", "--out", str(run), "--quiet"]) == 0
-    assert main(["train", "demo", *LABELLED, "data.num_frames=1", "train.steps=20", "--out", str(image), "--quiet"]) == 0
+    assert main(["train", "demo", *LABELLED, "data.num_frames=1", "train.steps=20", "--out", str(image),
+                 "--quiet"]) == 0  # (enough steps for its labels to matter)
     two = ["--num", "2", "--steps", "3", "--prompt", "a red circle and a blue square", "--quiet"]
     assert main(["sample", str(run), *two, "--out", str(tmp_path / "a")]) == 0
     assert main(["sample", str(run), *two, "--image-guidance", "2", "--image-model", str(image),

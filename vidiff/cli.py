@@ -294,8 +294,9 @@ RESCALE_HELP = ("label-conditioned models: guidance rescaling (Lin et al. 2023):
 IMAGE_GUIDANCE_HELP = ("label-conditioned models: guidance by an image model of the same labels, frame by frame "
                        "(x0 += S * the image model's classifier-free direction in every frame): each frame is pushed "
                        "to show every asked object. Default: the model's sample.image_guidance (2 by shapes32-image "
-                       "for the demo preset: two asked objects kept in 45 instead of 35 of 48 clips, "
-                       "docs/benchmarks.md, thirty-third round); 0: none")
+                       "for the demo preset and shapes32: both of two asked objects in every frame in 45 instead of 35 "
+                       "of 48 clips, though no more often each in one piece; docs/benchmarks.md, thirty-third round); "
+                       "0: none")
 PER_LABEL_HELP = ("label-conditioned models: added to the guidance weight for each asked label past the first "
                   "(each object of a shapes prompt), so that a video asked for two objects holds both (default: the "
                   "model's sample.guidance_per_label: 0.5 for the demo preset, 0 for shapes32; 0: the same weight for "
