@@ -408,9 +408,12 @@ def test_the_demo_is_guided_by_the_shipped_image_model_it_starts_from():
     fits it: same labels, frame size and schedule."""
     from vidiff.build import check_image_model
     from vidiff.cli import _config_path
+    from vidiff.pipeline import resolve_run
 
     demo = load_config(_config_path("demo"))
-    assert demo.sample.image_guidance == 2.0 and demo.sample.image_model == "shapes32-image"
+    assert demo.sample.image_guidance == 1.0 and demo.sample.image_model == "shapes32-image"
+    shipped = load_config(resolve_run("shapes32") / "config.json").sample
+    assert (shipped.image_guidance, shipped.image_model) == (1.0, "shapes32-image")
     assert check_image_model(demo, "shapes32-image").data.num_frames == 1
 
 

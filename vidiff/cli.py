@@ -293,10 +293,10 @@ RESCALE_HELP = ("label-conditioned models: guidance rescaling (Lin et al. 2023):
                 "std back to the conditional one's, PHI of it mixed in (0 to 1; default 0: plain guidance)")
 IMAGE_GUIDANCE_HELP = ("label-conditioned models: guidance by an image model of the same labels, frame by frame "
                        "(x0 += S * the image model's classifier-free direction in every frame): each frame is pushed "
-                       "to show every asked object. Default: the model's sample.image_guidance (2 by shapes32-image "
-                       "for the demo preset and shapes32: both of two asked objects in every frame in 45 instead of 35 "
-                       "of 48 clips, though no more often each in one piece; docs/benchmarks.md, thirty-third round); "
-                       "0: none")
+                       "to show every asked object. Default: the model's sample.image_guidance (1 by shapes32-image "
+                       "for the demo preset and shapes32: both of two asked objects in every frame in 40 instead of 35 "
+                       "of 48 clips, though no more often each in one piece; 2 keeps 45 but at a worse FVD-shapes; "
+                       "docs/benchmarks.md, thirty-third round); 0: none")
 PER_LABEL_HELP = ("label-conditioned models: added to the guidance weight for each asked label past the first "
                   "(each object of a shapes prompt), so that a video asked for two objects holds both (default: the "
                   "model's sample.guidance_per_label: 0.5 for the demo preset, 0 for shapes32; 0: the same weight for "
@@ -320,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "time budget, then sample videos into OUT/samples, each asked to show the objects "
                                    "of a random held-out clip (OUT/samples/captions.txt), with classifier-free "
                                    "guidance 2 (+ the model's sample.guidance_per_label, 0.5 for the demo preset, "
-                                   "for each object past the first) and image guidance 2 by the shipped image model "
+                                   "for each object past the first) and image guidance 1 by the shipped image model "
                                    "shapes32-image (sample.image_guidance, sample.image_model).")
     d.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
     d.add_argument("--minutes", type=float, default=None,

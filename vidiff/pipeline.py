@@ -88,7 +88,7 @@ class VideoPipeline:
         half of the steps away from a clip without motion (`vidiff.diffusion.guidance.motion_boost`): faster
         objects, a little less persistence. `image_guidance` (with labels): push every frame along the classifier-free
         direction of the image model `image_model` (`vidiff.diffusion.guidance.image_guidance`; None: the model's
-        `sample.image_guidance` and `sample.image_model`, 2 and shapes32-image for the demo preset), so that
+        `sample.image_guidance` and `sample.image_model`, 1 and shapes32-image for the demo preset), so that
         each frame shows every asked object."""
         if sampler not in SAMPLERS:
             raise VidiffError(f"unknown sampler {sampler!r}; choose from {', '.join(sorted(SAMPLERS))}")
