@@ -490,10 +490,11 @@ def test_sample_with_image_guidance_and_its_errors(tmp_path, capsys):
         load_config(None, [*LABELLED, "sample.image_guidance=1"])
     # an unconditional model ignores image guidance: no error
     load_config(None, [*TINY, "model.num_labels=0", "sample.image_guidance=2", "sample.image_model=shapes32-image"])
-    # a run whose config names an image model that cannot guide it is refused before training, nothing written
+    # a run whose config names an image model that cannot guide it (the demo preset made smaller) trains, says so
+    # once, and is saved to sample without image guidance
     capsys.readouterr()
-    assert main(["train", "demo", *LABELLED, "sample.image_guidance=2", "sample.image_model=shapes32-image",
-                 "--out", str(tmp_path / "g"), "--quiet"]) == 2
-    err = capsys.readouterr().err
-    assert "shapes32-image cannot guide this model" in err and len(err.strip().splitlines()) == 1
-    assert not (tmp_path / "g" / "config.json").exists() and not (tmp_path / "g" / "checkpoints").exists()
+    assert main(["train", "demo", *LABELLED, "train.steps=1", "sample.image_guidance=2",
+                 "sample.image_model=shapes32-image", "--out", str(tmp_path / "g"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "sampled without image guidance" in out and "shapes32-image cannot guide this model" in out
+    assert load_config(tmp_path / "g" / "config.json").sample.image_guidance == 0

@@ -60,8 +60,7 @@ def check_image_model(cfg: RunConfig, name: str) -> RunConfig:
     if mine != theirs or m.autoencoder or mi.autoencoder or image.data.num_frames != 1:
         got = f"{theirs} with {image.data.num_frames} frame(s){' over latents' if mi.autoencoder else ''}"
         raise ConfigError(f"{name} cannot guide this model: image guidance needs an image model (1 frame, pixels) of "
-                          f"the same (labels, channels, frame size, schedule, timesteps, shift) = {mine}, got {got} "
-                          f"(sample.image_guidance=0 turns it off)")
+                          f"the same (labels, channels, frame size, schedule, timesteps, shift) = {mine}, got {got}")
     return image
 
 

@@ -28,7 +28,7 @@ from vidiff.config import (DEFAULT_GUIDANCE, DEFAULT_SAMPLER, RunConfig, default
 from vidiff.diffusion import SAMPLERS, sample
 from vidiff.diffusion.guidance import (classifier_free_guidance, image_guidance as image_guided, masked_model_denoise,
                                       motion_boost as boost_motion)
-from vidiff.errors import CheckpointError, VidiffError
+from vidiff.errors import CheckpointError, ConfigError, VidiffError
 from vidiff.io import to_frames
 from vidiff.training.checkpoint import CONFIG, SHIPPED, WEIGHTS, load_into, load_tensors, resolve_run  # noqa: F401
 from vidiff.training.loop import resolve_device
@@ -145,7 +145,10 @@ class VideoPipeline:
         """The image model `name` (a run folder or a shipped name) of image guidance, on this pipeline's device;
         it must take this model's labels and frames."""
         if name not in self._image_denoisers:
-            check_image_model(self.config, name)
+            try:
+                check_image_model(self.config, name)
+            except ConfigError as e:
+                raise ConfigError(f"{e} (--image-guidance 0 samples without it)") from None
             image = VideoPipeline.from_pretrained(name, device=str(self.device))
             self._image_denoisers[name] = image.denoiser
         return self._image_denoisers[name]

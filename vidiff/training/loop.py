@@ -297,11 +297,17 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, max_step
         torch.set_num_threads(tc.threads)
     is_main = rank == 0
     init_source = resolve_run(tc.init_from) if tc.init_from and not resume else None  # (before anything is written)
-    if cfg.sample.image_guidance and cfg.model.num_labels:  # a run that could not be sampled as its config says:
-        # refuse it before training
+    if cfg.sample.image_guidance and cfg.model.num_labels:  # e.g. the demo preset made smaller: its image model
+        # cannot guide this network; the run is sampled without image guidance (said once, before training)
         from vidiff.build import check_image_model
+        from vidiff.errors import ConfigError
 
-        check_image_model(cfg, cfg.sample.image_model)
+        try:
+            check_image_model(cfg, cfg.sample.image_model)
+        except ConfigError as e:
+            cfg.sample.image_guidance = 0.0
+            if is_main:
+                print(f"note: this run will be sampled without image guidance (sample.image_guidance=0): {e}")
     if is_main:
         check_run_dir(cfg, run_dir, resume)
 
