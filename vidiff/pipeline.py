@@ -148,7 +148,7 @@ class VideoPipeline:
             try:
                 check_image_model(self.config, name)
             except ConfigError as e:
-                raise ConfigError(f"{e} (--image-guidance 0 samples without it)") from None
+                raise ConfigError(f"{e} (image guidance 0 samples without it)") from None
             image = VideoPipeline.from_pretrained(name, device=str(self.device))
             self._image_denoisers[name] = image.denoiser
         return self._image_denoisers[name]
