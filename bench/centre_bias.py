@@ -6,7 +6,7 @@ Each NPZ is what `bench/sampler_probe.py --save` writes (videos (N, C, F, H, W) 
 `--trajectory` file (x0 estimates (N, K, C, F, H, W); every estimate is scored). Prints, per file, the mean distance
 in pixels of each object's centroid from the frame's centre (`sample_checks.centre_distance`) and, for clips asked
 for two objects, how many keep both in every frame (`sample_checks.asked_kept`) and how many show each in one piece
-(`sample_checks.asked_whole`); then the same for real clips of
+(`sample_checks.asked_kept(whole=True)`); then the same for real clips of
 the demo's data (16 frames, 32 x 32, up to two objects; `shapes` seed 1234), split by their number of objects.
 Used for the "Thirty-second round" of docs/benchmarks.md.
 """
@@ -26,14 +26,14 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 
 def scores(v: torch.Tensor, labels: torch.Tensor | None) -> str:
-    from sample_checks import asked_kept, asked_whole, centre_distance
+    from sample_checks import asked_kept, centre_distance
 
     text = f"centre distance {centre_distance(v):.2f} px"
     if labels is not None:
         kept, frames, n = asked_kept(v, labels)
         if n:
             text += f"; two objects kept in {round(kept * n)} of {n} clips ({frames:.3f} of their frames)"
-            whole, whole_frames, _ = asked_whole(v, labels)
+            whole, whole_frames, _ = asked_kept(v, labels, whole=True)
             text += f", each in one piece in {round(whole * n)} ({whole_frames:.3f} of their frames)"
     return text
 

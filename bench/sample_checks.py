@@ -26,7 +26,7 @@
   object, the asked shape; printed with its score on real clips (their own labels). Of the clips asked for two or
   more objects: the share that shows every asked colour (>= 5 pixels) in every frame, i.e. no object merged into
   another or faded out (`asked_kept`), and the stricter share that shows each asked colour as exactly one piece in
-  every frame, i.e. no object drawn in fragments either (`asked_whole`, `vidiff.evaluation.metrics.colour_pieces`).
+  every frame, i.e. no object drawn in fragments either (`asked_kept(whole=True)`, `metrics.colour_pieces`).
 - centre distance: the mean distance in pixels of each colour's centroid from the frame's centre
   (`vidiff.evaluation.metrics.colour_centroids`): samples whose objects crowd the middle score below real clips.
 - memorisation: for 16 samples, the MSE to the nearest training clip (first 2000 clips of the train split),
@@ -131,28 +131,14 @@ def centre_distance(v: torch.Tensor, min_pixels: int = 5) -> float:
     return float(d[keep].mean()) if keep.any() else float("nan")
 
 
-def asked_kept(v: torch.Tensor, labels: torch.Tensor, min_pixels: int = 5) -> tuple[float, float, int]:
+def asked_kept(v: torch.Tensor, labels: torch.Tensor, min_pixels: int = 5,
+               whole: bool = False) -> tuple[float, float, int]:
     """Whether clips asked for two or more objects keep every asked object apart in its own colour: v (N, C, F, H, W)
     in [-1, 1], labels (N, L) indices into `shapes.LABELS` -> (the fraction of those clips in which every asked
     colour has at least `min_pixels` object pixels in every frame, the same over (clip, frame) pairs, the number of
     those clips). Two objects merged into one blob of one colour, or one that fades out, fail it; real clips fail it
-    only where one object hides another."""
-    from vidiff.evaluation.classifier import asked_attributes
-    from vidiff.evaluation.metrics import colour_pixels
-
-    present = asked_attributes(labels)["present"].numpy()  # (N, K) bool
-    multi = present.sum(1) >= 2
-    if not multi.any():
-        return float("nan"), float("nan"), 0
-    px = colour_pixels(v.clamp(-1, 1), per_frame=True)  # (N, F, K)
-    ok = ((px >= min_pixels) | ~present[:, None, :]).all(-1)[multi]  # (M, F): every asked colour shown
-    return float(ok.all(1).mean()), float(ok.mean()), int(multi.sum())
-
-
-def asked_whole(v: torch.Tensor, labels: torch.Tensor, min_pixels: int = 5) -> tuple[float, float, int]:
-    """As `asked_kept`, stricter: every asked colour shows as exactly one piece (`metrics.colour_pieces`, pieces of 3+
-    pixels) of at least `min_pixels` pixels in every frame -> (fraction of the clips asked for 2+ objects, the same
-    over (clip, frame) pairs, the number of those clips). An object drawn in fragments fails it too."""
+    only where one object hides another. `whole`: stricter, each asked colour must also be exactly one piece
+    (`metrics.colour_pieces`, pieces of 3+ pixels) in every frame, so an object drawn in fragments fails too."""
     from vidiff.evaluation.classifier import asked_attributes
     from vidiff.evaluation.metrics import colour_pieces, colour_pixels
 
@@ -161,8 +147,10 @@ def asked_whole(v: torch.Tensor, labels: torch.Tensor, min_pixels: int = 5) -> t
     if not multi.any():
         return float("nan"), float("nan"), 0
     vm = v[torch.from_numpy(multi)].clamp(-1, 1)
-    px, pieces = colour_pixels(vm, per_frame=True), colour_pieces(vm)  # (M, F, K) each
-    ok = (((px >= min_pixels) & (pieces == 1)) | ~present[multi][:, None, :]).all(-1)  # (M, F)
+    shown = colour_pixels(vm, per_frame=True) >= min_pixels  # (M, F, K)
+    if whole:
+        shown &= colour_pieces(vm) == 1
+    ok = (shown | ~present[multi][:, None, :]).all(-1)  # (M, F): every asked colour shown
     return float(ok.all(1).mean()), float(ok.mean()), int(multi.sum())
 
 
@@ -181,8 +169,8 @@ def asked_text(v: torch.Tensor, labels: torch.Tensor, real: torch.Tensor, real_l
     ref = attribute_accuracy(predict_attributes(clf, real), asked_attributes(real_labels))
     kept, kept_frames, n = asked_kept(v, labels)
     kept_real, kept_frames_real, n_real = asked_kept(real, real_labels)
-    whole, whole_frames, _ = asked_whole(v, labels)
-    whole_real, whole_frames_real, _ = asked_whole(real, real_labels)
+    whole, whole_frames, _ = asked_kept(v, labels, whole=True)
+    whole_real, whole_frames_real, _ = asked_kept(real, real_labels, whole=True)
     return (f"asked labels: colours exactly right {got['colors']:.3f} (real {ref['colors']:.3f}); "
             f"asked shape right {got['shape']:.3f} per object (real {ref['shape']:.3f}); "
             f"clips asked for 2+ objects showing every asked colour in every frame {kept:.3f} of {n} "
