@@ -96,6 +96,17 @@ def main() -> None:
                    help="the image model of --image-guidance (a run or shipped weights)")
     p.add_argument("--image-guidance-range", type=int, nargs=2, default=None, metavar=("LO", "HI"),
                    help="apply --image-guidance only at timesteps LO <= t <= HI")
+    p.add_argument("--first-frame", default=None, metavar="RUN",
+                   help="factorized generation (as Emu Video, Girdhar et al. 2023): draw each clip's first frame "
+                        "from this label-conditioned image model (e.g. shapes32-image) for the clip's labels, then the "
+                        "clip from the video model with that frame known (reconstruction guidance, "
+                        "--first-frame-weight; the sampler's other guidance as set)")
+    p.add_argument("--first-frame-weight", type=float, default=2.0, metavar="W",
+                   help="the reconstruction-guidance weight of --first-frame")
+    p.add_argument("--expert", default=None, metavar="RUN",
+                   help="a high-noise expert (as eDiff-I, Balaji et al. 2022): this model (same frames, labels and "
+                        "schedule, e.g. shapes32-still) denoises every step at t > --expert-above, RUN the rest")
+    p.add_argument("--expert-above", type=int, default=900, metavar="T")
     p.add_argument("--weak-model", default=None, metavar="RUN",
                    help="autoguidance (Karras et al. 2024, 'Guiding a diffusion model with a bad version of "
                         "itself'): push each estimate away from this weaker model's conditional estimate, x0 += S * "
@@ -158,6 +169,17 @@ def main() -> None:
     if autoencoder is not None:
         autoencoder = autoencoder.to(device)
     lam = args.eps_scale
+    edn = None
+    if args.expert:
+        try:
+            erun = resolve_run(args.expert)
+            edn = build_denoiser(load_config(erun / "config.json")).eval()
+            load_into(edn.net, load_tensors(erun / "model.safetensors"), str(erun))
+        except VidiffError as e:
+            sys.exit(f"error: {e}")
+        if not torch.allclose(edn.alphas_cumprod, dn.alphas_cumprod) or edn.self_conditioning != dn.self_conditioning:
+            sys.exit("error: --expert needs the same noise schedule and self-conditioning as RUN")
+        edn = edn.to(device)
 
     def denoise(x, t, labels=None, **kw):
         if dn.self_conditioning:
@@ -165,7 +187,7 @@ def main() -> None:
                 kw = {"x_self": None}
             elif args.self_cond == "same":
                 kw = {"x_self": dn(x, t, x_self=None, labels=labels)[0].clamp(-1, 1)}
-        x0, eps = dn(x, t, labels=labels, **kw)
+        x0, eps = (edn if edn is not None and int(t[0]) > args.expert_above else dn)(x, t, labels=labels, **kw)
         if lam != 1.0:
             a = dn.alphas_cumprod[t].float().view(-1, 1, 1, 1, 1)
             eps = eps / lam
@@ -305,6 +327,26 @@ def main() -> None:
         lo, hi = rng or (0, 0)
         guided += (f", image guidance {args.image_guidance:g} ({args.image_model}"
                    f"{f', {lo} <= t <= {hi}' if rng else ''})")
+    if edn is not None:
+        guided += f", {args.expert} at t > {args.expert_above}"
+    if args.first_frame:
+        if lab_all is None:
+            sys.exit("error: --first-frame needs a label-conditioned model")
+        from vidiff.diffusion.guidance import reconstruction_guidance
+        from vidiff.diffusion.masks import frames_mask
+
+        try:
+            ipipe = VideoPipeline.from_pretrained(args.first_frame, device=str(device))
+        except VidiffError as e:
+            sys.exit(f"error: {e}")
+        gi = torch.Generator().manual_seed(args.seed + 1)
+        with torch.no_grad():
+            first = ipipe(num_videos=args.num, num_inference_steps=args.steps, sampler=args.sampler, generator=gi,
+                          progress=False, labels=lab_all, guidance_scale=args.guidance,
+                          image_guidance=0.0).videos.to(device)  # (N, C, 1, H, W)
+        known = first.expand(-1, -1, shape[2], -1, -1)  # (N, C, F, H, W): only frame 0 counts
+        fn = reconstruction_guidance(fn, known, frames_mask([0], shape[2]).to(device), args.first_frame_weight, g)
+        guided += f", first frame from {args.first_frame} (reconstruction guidance {args.first_frame_weight:g})"
     if args.motion_boost:
         from vidiff.diffusion.guidance import motion_boost
 
