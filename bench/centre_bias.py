@@ -6,9 +6,11 @@ Each NPZ is what `bench/sampler_probe.py --save` writes (videos (N, C, F, H, W) 
 `--trajectory` file (x0 estimates (N, K, C, F, H, W); every estimate is scored). Prints, per file, the mean distance
 in pixels of each object's centroid from the frame's centre (`sample_checks.centre_distance`) and, for clips asked
 for two objects, how many keep both in every frame (`sample_checks.asked_kept`) and how many show each in one piece
-(`sample_checks.asked_kept(whole=True)`); then the same for real clips of
-the demo's data (16 frames, 32 x 32, up to two objects; `shapes` seed 1234), split by their number of objects.
-Used for the "Thirty-second round" of docs/benchmarks.md.
+(`sample_checks.asked_kept(whole=True)`), also apart for pairs of neighbouring colours (red / yellow, yellow /
+green, green / cyan, cyan / blue, blue / magenta, magenta / red: the same in two of the three channels, so that
+together they look like one shape in those two) and for the other pairs; then the same for real clips of the demo's
+data (16 frames, 32 x 32, up to two objects; `shapes` seed 1234), split by their number of objects.
+Used for the "Thirty-second" and "Thirty-fourth round" of docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -25,6 +27,19 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 
+def neighbour_pair(labels: torch.Tensor) -> torch.Tensor:
+    """(N, L) label indices -> (N,) bool: the clip's asked colours are exactly two neighbours on the colour wheel of
+    `shapes` (one channel apart: red / yellow, yellow / green, green / cyan, cyan / blue, blue / magenta, magenta / red)."""
+    from vidiff.data.shapes import COLORS, SHAPES
+
+    rgb = torch.tensor(list(COLORS.values()))  # (6, 3)
+    out = []
+    for lab in labels.tolist():
+        cols = sorted({c // len(SHAPES) for c in lab if c >= 0})
+        out.append(len(cols) == 2 and int(((rgb[cols[0]] - rgb[cols[1]]).abs() > 0.3).sum()) == 1)
+    return torch.tensor(out, dtype=torch.bool)
+
+
 def scores(v: torch.Tensor, labels: torch.Tensor | None) -> str:
     from sample_checks import asked_kept, centre_distance
 
@@ -35,6 +50,11 @@ def scores(v: torch.Tensor, labels: torch.Tensor | None) -> str:
             text += f"; two objects kept in {round(kept * n)} of {n} clips ({frames:.3f} of their frames)"
             whole, whole_frames, _ = asked_kept(v, labels, whole=True)
             text += f", each in one piece in {round(whole * n)} ({whole_frames:.3f} of their frames)"
+            near = neighbour_pair(labels)
+            for name, sel in (("neighbouring colours", near), ("other colours", ~near)):
+                kept, _, m = asked_kept(v[sel], labels[sel]) if sel.any() else (0.0, 0.0, 0)
+                whole, _, _ = asked_kept(v[sel], labels[sel], whole=True) if sel.any() else (0.0, 0.0, 0)
+                text += f"; {name}: kept {round(kept * m)} / whole {round(whole * m)} of {m}"
     return text
 
 

@@ -12,7 +12,7 @@ estimates every frame alone. If the estimates of real clips already merge or bre
 sampler cannot be what loses them there: the network does (docs/benchmarks.md, "Thirty-fourth round").
 
 `--resample`: instead of one estimate, sample each noised clip back to t = 0 (SDEdit, Meng et al. 2022) with
-DPM-Solver++(2M) SDE, 50 steps per 1,000 timesteps, self-conditioned and guided towards the clip's labels as
+DPM-Solver++(2M) SDE (`--sampler`), 50 steps per 1,000 timesteps, self-conditioned and guided towards the clip's labels as
 `vidiff sample` guides (classifier-free guidance `--guidance` plus the model's `sample.guidance_per_label`, and
 image guidance `--image-guidance` by the model's `sample.image_model`). Where along t0 the kept and whole scores
 fall below the real clips' tells at which noise levels sampling loses what the clips had.
@@ -43,6 +43,11 @@ def main() -> None:
     p.add_argument("--resample", action="store_true", help="sample back from each t instead of one estimate")
     p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
     p.add_argument("--image-guidance", type=float, default=0.0, metavar="S")
+    p.add_argument("--sampler", default="dpmpp-2m-sde", help="the sampler of --resample")
+    p.add_argument("--no-self-cond", action="store_true",
+                   help="--resample without the previous estimate as self-conditioning input (zeros at every step)")
+    p.add_argument("--per-label", type=float, default=None, metavar="W",
+                   help="guidance per label past the first (default: the model's sample.guidance_per_label)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     from sample_checks import asked_kept
@@ -107,15 +112,24 @@ def resample(pipe, x_t: torch.Tensor, t: int, labels: torch.Tensor, args, g: tor
 
     from vidiff.denoise import denoise_timesteps
     from vidiff.diffusion.guidance import classifier_free_guidance, image_guidance
-    from vidiff.diffusion.samplers import sample_dpmpp_2m_sde
+    from vidiff.diffusion.samplers import SAMPLERS
 
     dn = pipe.denoiser
-    fn = classifier_free_guidance(dn, labels, args.guidance, per_label=pipe.config.sample.guidance_per_label)
+    if args.no_self_cond:
+        base = dn
+
+        def dn(x, t, x_self=None, **kw):  # noqa: F811  (the network never sees its previous estimate)
+            return base(x, t, x_self=None, **kw)
+
+        dn.alphas_cumprod, dn.noise_correlation = base.alphas_cumprod, base.noise_correlation
+        dn.self_conditioning, dn.num_timesteps = False, base.num_timesteps
+    per_label = pipe.config.sample.guidance_per_label if args.per_label is None else args.per_label
+    fn = classifier_free_guidance(dn, labels, args.guidance, per_label=per_label)
     if args.image_guidance:
         fn = image_guidance(fn, pipe.image_denoiser(pipe.config.sample.image_model), labels, args.image_guidance)
     steps = max(1, math.ceil(50 * t / (dn.num_timesteps - 1)))
     with torch.no_grad():
-        return sample_dpmpp_2m_sde(fn, x_t, dn.alphas_cumprod, denoise_timesteps(t, steps), generator=g).clamp(-1, 1)
+        return SAMPLERS[args.sampler](fn, x_t, dn.alphas_cumprod, denoise_timesteps(t, steps), generator=g).clamp(-1, 1)
 
 
 if __name__ == "__main__":

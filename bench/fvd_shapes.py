@@ -39,7 +39,7 @@ def main(argv=None) -> int:
                    help=f"default: {DEFAULT_SAMPLER}, as `vidiff sample`")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--guidance", type=float, default=None,
-                   help="label-conditioned models: classifier-free guidance weight (default: `vidiff sample`'s)")
+                   help="label-conditioned models: classifier-free guidance weight (default: each model's sample.guidance)")
     p.add_argument("--guidance-per-label", type=float, default=None, metavar="W",
                    help="added to the weight per asked object past the first (default: each model's "
                         "sample.guidance_per_label, as `vidiff sample`)")
@@ -64,9 +64,9 @@ def main(argv=None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from vidiff.config import DEFAULT_GUIDANCE, load_config
+    from vidiff.config import load_config
 
-    guidance = DEFAULT_GUIDANCE if args.guidance is None else args.guidance
+    guidance = "each model's sample.guidance" if args.guidance is None else f"{args.guidance:g}"
     per_label = ("each model's sample.guidance_per_label" if args.guidance_per_label is None
                  else f"{args.guidance_per_label:g}")
     image = "each model's sample.image_guidance" if args.image_guidance is None else f"{args.image_guidance:g}"
@@ -113,7 +113,7 @@ def main(argv=None) -> int:
         f"{', '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores)",
         "",
         f"N = {n} videos per set; generated videos: {args.sampler.upper()}, {args.steps} steps, seed {args.seed} "
-        f"(label-conditioned models: guidance {guidance:g} at every step, "
+        f"(label-conditioned models: guidance {guidance} at every step, "
         f"+{per_label} for each asked object past the first"
         f"{f', rescaled {args.guidance_rescale:g}' if args.guidance_rescale else ''}"
         f", image guidance {image}); "

@@ -393,6 +393,41 @@ def test_the_weight_per_label_is_the_models_own_unless_asked(tmp_path, monkeypat
     assert load_config(run / "config.json").sample.guidance_per_label == 0.5
 
 
+def test_the_guidance_weight_is_the_models_own_unless_asked(tmp_path, monkeypatch):
+    import vidiff.pipeline as P
+    import vidiff.tasks.generate as G
+    from vidiff.config import DEFAULT_GUIDANCE
+    from vidiff.evaluation.evaluate import generated_samples
+
+    run = tmp_path / "run"
+    assert main(["train", "demo", *LABELLED, "train.steps=1", "sample.guidance=3.5", "--out", str(run), "--quiet"]) == 0
+    assert load_config(run / "config.json").sample.guidance == 3.5
+    seen, cfg_fn = [], P.classifier_free_guidance
+    monkeypatch.setattr(P, "classifier_free_guidance", lambda *a, **kw: seen.append(a[2]) or cfg_fn(*a, **kw))
+    assert main(["sample", str(run), "--num", "1", "--steps", "2", "--out", str(tmp_path / "a"), "--quiet"]) == 0
+    assert main(["sample", str(run), "--num", "1", "--steps", "2", "--guidance", "1.5", "--out",
+                 str(tmp_path / "b"), "--quiet"]) == 0
+    assert seen == [3.5, 1.5]
+    meta = generated_samples(run, load_config(run / "config.json"), 1, 2, "ddim", 0.0, 0, "cpu", 1, tmp_path / "ev",
+                             False)[1]
+    assert meta["guidance"] == 3.5 and seen[-1] == 3.5
+    # the tasks too: a prompt without --label-guidance takes the model's weight
+    seen_tasks, task_fn = [], G.classifier_free_guidance
+    monkeypatch.setattr(G, "classifier_free_guidance", lambda *a, **kw: seen_tasks.append(a[2]) or task_fn(*a, **kw))
+    pipe = P.VideoPipeline.from_pretrained(str(run))
+    G.predict(pipe, torch.rand(3, 2, 16, 16) * 2 - 1, 2, num_steps=2, labels=pipe.labels_for(["a red circle"]))
+    G.predict(pipe, torch.rand(3, 2, 16, 16) * 2 - 1, 2, num_steps=2, labels=pipe.labels_for(["a red circle"]),
+              label_guidance=1.0)
+    assert seen_tasks == [3.5, 1.0]
+    # a run saved before the field existed samples at the old default
+    import json
+
+    data = json.loads((run / "config.json").read_text())
+    del data["sample"]["guidance"]
+    (tmp_path / "old.json").write_text(json.dumps(data))
+    assert load_config(tmp_path / "old.json").sample.guidance == DEFAULT_GUIDANCE
+
+
 def test_shipped_and_demo_weights_per_label():
     """The demo preset guides a clip asked for two objects harder; the longer-trained shapes32 does not need it
     (docs/benchmarks.md, twenty-sixth round)."""

@@ -132,7 +132,7 @@ def cmd_data_inspect(args) -> int:
 
 
 def _sample_to(run: str, out: Path, num: int, steps: int, sampler: str, eta: float, seed: int, fps: float,
-               device: str, quiet: bool, prompts: list[str] | None = None, guidance: float = DEFAULT_GUIDANCE,
+               device: str, quiet: bool, prompts: list[str] | None = None, guidance: float | None = None,
                motion_boost: float = 0.0, guidance_below: int | None = None,
                guidance_per_label: float | None = None, guidance_rescale: float = 0.0,
                image_guidance: float | None = None, image_model: str | None = None) -> None:
@@ -143,6 +143,8 @@ def _sample_to(run: str, out: Path, num: int, steps: int, sampler: str, eta: flo
 
     pipe = VideoPipeline.from_pretrained(run, device=device)
     steps = default_steps(pipe.denoiser.num_timesteps, sampler) if steps is None else steps
+    if guidance is None:
+        guidance = pipe.config.sample.guidance
     if guidance_per_label is None:
         guidance_per_label = pipe.config.sample.guidance_per_label
     if image_guidance is None:
@@ -288,7 +290,8 @@ SAMPLER_HELP = ("dpmpp-2m-sde (the default: DPM-Solver++(2M) in its stochastic f
                 "do as well as ddpm's 100 on the shapes models), ddpm (ancestral, fresh noise each step), ddim or "
                 "dpmpp-2m (deterministic: objects fade and change shape more often on the shapes models; "
                 "docs/benchmarks.md, twenty-ninth round)")
-GUIDANCE_HELP = f"label-conditioned models: classifier-free guidance weight (1: none; default: {DEFAULT_GUIDANCE:g})"
+GUIDANCE_HELP = ("label-conditioned models: classifier-free guidance weight (1: none; default: the model's "
+                 f"sample.guidance, {DEFAULT_GUIDANCE:g} unless its config says otherwise; 1.5 for the demo preset)")
 RESCALE_HELP = ("label-conditioned models: guidance rescaling (Lin et al. 2023): bring the guided estimate's mean and "
                 "std back to the conditional one's, PHI of it mixed in (0 to 1; default 0: plain guidance)")
 IMAGE_GUIDANCE_HELP = ("label-conditioned models: guidance by an image model of the same labels, frame by frame "
@@ -331,8 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--steps", type=int, default=None, help=STEPS_HELP)
     d.add_argument("--sampler", choices=SAMPLER_NAMES, default=DEFAULT_SAMPLER, help=SAMPLER_HELP)
     d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE,
-                   help=f"classifier-free guidance weight (1: none; default: {DEFAULT_GUIDANCE:g})")
+    d.add_argument("--guidance", type=float, default=None, help=GUIDANCE_HELP)
     d.add_argument("--guidance-per-label", type=float, default=None, metavar="W",
                    help=PER_LABEL_HELP)
     d.add_argument("--image-guidance", type=float, default=None, metavar="S", help=IMAGE_GUIDANCE_HELP)
@@ -432,7 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "blue square' (repeat for several; videos cycle through them), or a class name for a model "
                         "trained on class folders. Default: the labels of random held-out clips (random classes). "
                         "Written to OUT/captions.txt")
-    s.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE, help=GUIDANCE_HELP)
+    s.add_argument("--guidance", type=float, default=None, help=GUIDANCE_HELP)
     s.add_argument("--guidance-per-label", type=float, default=None, metavar="W",
                    help=PER_LABEL_HELP)
     s.add_argument("--guidance-rescale", type=float, default=0.0, metavar="PHI", help=RESCALE_HELP)
@@ -512,7 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--eta", type=float, default=0.0, help="DDIM eta (default: 0)")
     e.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     e.add_argument("--batch-size", type=int, default=16, help="videos sampled at once (default: 16)")
-    e.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE, help=GUIDANCE_HELP)
+    e.add_argument("--guidance", type=float, default=None, help=GUIDANCE_HELP)
     e.add_argument("--guidance-per-label", type=float, default=None, metavar="W",
                    help=PER_LABEL_HELP)
     e.add_argument("--guidance-rescale", type=float, default=0.0, metavar="PHI", help=RESCALE_HELP)

@@ -216,6 +216,10 @@ class SampleConfig:
     """How this model is sampled unless told otherwise (`vidiff sample`, `VideoPipeline`, `vidiff eval`): a property of
     the trained model, saved with it, since what suits a model depends on how far it was trained."""
 
+    # label-conditioned models: the classifier-free guidance weight (1: none). The demo preset says 1.5 (with image
+    # guidance 1 and nothing per label): FVD-shapes 920 against 1,414 at 2 (+0.5 per label), objects nearer the real
+    # size and speed (docs/benchmarks.md, thirty-fourth round)
+    guidance: float = DEFAULT_GUIDANCE
     # label-conditioned models: added to the guidance weight for each asked label past the first (labels' embeddings
     # are summed, so a clip asked for two objects is pulled less towards each). 0: one weight for every clip. The
     # 8-minute demo keeps both of two asked objects far more often with 0.5 (24 against 16 of 38 clips) at a worse

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from vidiff.build import build_autoencoder, build_denoiser, check_image_model, sample_shape
-from vidiff.config import (DEFAULT_GUIDANCE, DEFAULT_SAMPLER, RunConfig, default_steps,
+from vidiff.config import (DEFAULT_SAMPLER, RunConfig, default_steps,
                            load_config)
 from vidiff.diffusion import SAMPLERS, sample
 from vidiff.diffusion.guidance import (classifier_free_guidance, image_guidance as image_guided, masked_model_denoise,
@@ -72,13 +72,14 @@ class VideoPipeline:
     def __call__(self, num_videos: int = 1, num_inference_steps: Optional[int] = None, sampler: str = DEFAULT_SAMPLER,
                  eta: float = 0.0, generator: Optional[torch.Generator] = None, batch_size: int = 16,
                  progress: bool = True, labels: Optional[torch.Tensor] = None,
-                 guidance_scale: float = DEFAULT_GUIDANCE, motion_boost: float = 0.0,
+                 guidance_scale: Optional[float] = None, motion_boost: float = 0.0,
                  guidance_below: Optional[int] = None,
                  guidance_per_label: Optional[float] = None,
                  guidance_rescale: float = 0.0, image_guidance: Optional[float] = None,
                  image_model: Optional[str] = None) -> VideoPipelineOutput:
         """`labels` (num_videos, L) long (-1: empty slot), for a label-conditioned model: each video shows its
-        labels, with classifier-free guidance of weight `guidance_scale`, plus `guidance_per_label` for each label
+        labels, with classifier-free guidance of weight `guidance_scale` (None: the model's `sample.guidance`, 2 unless its
+        config says otherwise; 1.5 for the demo preset), plus `guidance_per_label` for each label
         past the first (None: the model's `sample.guidance_per_label`; 0.5 for the demo preset, so that a video asked
         for two objects is guided at 2.5). Without labels such a model samples
         unconditionally. `guidance_below`: guide only at timesteps <= it (the conditional model alone above: objects
@@ -100,6 +101,8 @@ class VideoPipeline:
             raise VidiffError(f"number of videos must be >= 1, got {num_videos}")
         if motion_boost < 0:
             raise VidiffError(f"motion boost must be >= 0, got {motion_boost}")
+        if guidance_scale is None:
+            guidance_scale = self.config.sample.guidance
         if guidance_per_label is None:
             guidance_per_label = self.config.sample.guidance_per_label
         if not 0 <= guidance_rescale <= 1:

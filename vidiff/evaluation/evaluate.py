@@ -111,17 +111,16 @@ def generated_samples(run: Path, cfg, num: int, steps: int, sampler: str, eta: f
                       guidance_rescale: float = 0.0, image_guidance: Optional[float] = None) -> tuple[np.ndarray, dict]:
     """Sample `num` videos, or reuse out_dir/eval/samples.npy when it was sampled from the same weights and settings.
     A label-conditioned model is asked for the labels of `num` random held-out clips, with classifier-free guidance
-    `guidance` plus `guidance_per_label` per asked object past the first (None: `vidiff sample`'s defaults, the
-    latter the model's `sample.guidance_per_label`), and image guidance `image_guidance` by the model's
+    `guidance` plus `guidance_per_label` per asked object past the first (None: the model's `sample.guidance` and
+    `sample.guidance_per_label`), and image guidance `image_guidance` by the model's
     `sample.image_model` (None: the model's `sample.image_guidance`)."""
     import torch
 
-    from vidiff.config import DEFAULT_GUIDANCE
     from vidiff.evaluation.fvd import sha256_file
     from vidiff.pipeline import VideoPipeline
     from vidiff.training.checkpoint import WEIGHTS
 
-    guidance = DEFAULT_GUIDANCE if guidance is None else guidance
+    guidance = cfg.sample.guidance if guidance is None else guidance
     guidance_per_label = cfg.sample.guidance_per_label if guidance_per_label is None else guidance_per_label
     image_guidance = cfg.sample.image_guidance if image_guidance is None else image_guidance
     settings = {"sampler": sampler, "steps": steps, "eta": eta, "seed": seed,

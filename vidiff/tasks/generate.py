@@ -20,7 +20,6 @@ import torch.nn.functional as F
 
 from vidiff.build import sample_shape
 from vidiff.diffusion import sample
-from vidiff.config import DEFAULT_GUIDANCE
 from vidiff.diffusion.guidance import (classifier_free_guidance, decoded_reconstruction_guidance,
                                        masked_model_denoise, reconstruction_guidance, replacement)
 from vidiff.diffusion.masks import frames_mask
@@ -57,16 +56,19 @@ def fit_resolution(pipe, video: torch.Tensor) -> torch.Tensor:
     return frames.reshape(B, Fr, C, size, size).permute(0, 2, 1, 3, 4).clamp(-1, 1)
 
 
-def _model_fn(pipe, known=None, mask=None, labels=None, label_guidance=DEFAULT_GUIDANCE):
+def _model_fn(pipe, known=None, mask=None, labels=None, label_guidance=None):
     """The network as a denoise function: a masked model gets its conditioning channels (none: unconditional),
     and with `labels` (B, L) a label-conditioned one is guided towards them (classifier-free guidance of weight
-    `label_guidance`, plus the model's `sample.guidance_per_label` for each label past the first, as `vidiff sample`)."""
+    `label_guidance`, None: the model's `sample.guidance`, plus the model's `sample.guidance_per_label` for each
+    label past the first, as `vidiff sample`)."""
     den = pipe.denoiser
     fn = masked_model_denoise(den, known, mask) if pipe.config.masks.enabled else den
     if labels is None:
         return fn
     if not den.num_labels:
         raise VidiffError("this model was trained without labels (model.num_labels = 0): it cannot take a prompt")
+    if label_guidance is None:
+        label_guidance = pipe.config.sample.guidance
     return classifier_free_guidance(fn, labels.to(pipe.device), label_guidance,
                                     per_label=pipe.config.sample.guidance_per_label)
 
@@ -82,7 +84,7 @@ def _batch_labels(labels: Optional[torch.Tensor], batch: int) -> Optional[torch.
     return labels.expand(batch, -1)
 
 
-def _denoise_fn(pipe, known, mask, method, guidance_weight, generator, labels=None, label_guidance=DEFAULT_GUIDANCE):
+def _denoise_fn(pipe, known, mask, method, guidance_weight, generator, labels=None, label_guidance=None):
     frame_mask = mask.shape[-1] == 1 and mask.shape[-2] == 1
     if method == "auto":
         method = "masked" if pipe.config.masks.enabled and frame_mask else "reconstruction"
@@ -104,7 +106,7 @@ def _denoise_fn(pipe, known, mask, method, guidance_weight, generator, labels=No
 def conditional_sample(pipe, known: torch.Tensor, mask: torch.Tensor, method: str = "auto", num_steps: int = 50,
                        guidance_weight: float = 2.0, generator: Optional[torch.Generator] = None,
                        progress: bool = False, batch_size: int = 16, labels: Optional[torch.Tensor] = None,
-                       label_guidance: float = DEFAULT_GUIDANCE) -> torch.Tensor:
+                       label_guidance: Optional[float] = None) -> torch.Tensor:
     """Sample clips (B, C, F, H, W) of the model's length in which `known` holds wherever mask == 1.
 
     mask: (B or 1, 1, F, 1, 1) for whole frames or (B or 1, 1, F, H, W) for space-time regions.
@@ -272,7 +274,7 @@ def inpaint(pipe, video: torch.Tensor, region: torch.Tensor, num_samples: int = 
 
 def vary(pipe, video: torch.Tensor, strength: float = 0.5, num_samples: int = 1, num_steps: int = 50,
          generator: Optional[torch.Generator] = None, progress: bool = False, labels: Optional[torch.Tensor] = None,
-         label_guidance: float = DEFAULT_GUIDANCE) -> torch.Tensor:
+         label_guidance: Optional[float] = None) -> torch.Tensor:
     """Video-to-video variation, SDEdit (Meng et al. 2022): noise the input to timestep strength * T and
     denoise with DDIM. Small strength stays close to the input, 1 ignores it. `labels` as in `conditional_sample`."""
     if not 0 < strength <= 1:
