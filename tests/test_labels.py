@@ -428,14 +428,16 @@ def test_the_guidance_weight_is_the_models_own_unless_asked(tmp_path, monkeypatc
     assert load_config(tmp_path / "old.json").sample.guidance == DEFAULT_GUIDANCE
 
 
-def test_shipped_and_demo_weights_per_label():
-    """The demo preset guides a clip asked for two objects harder; the longer-trained shapes32 does not need it
-    (docs/benchmarks.md, twenty-sixth round)."""
+def test_shipped_and_demo_guidance_weights():
+    """The demo preset is guided at 1.5 for every clip (docs/benchmarks.md, thirty-fourth round); the longer-trained
+    shapes32 at the default 2, also without more per label (twenty-sixth round)."""
     from vidiff.cli import _config_path
+    from vidiff.config import DEFAULT_GUIDANCE
     from vidiff.pipeline import resolve_run
 
-    assert load_config(_config_path("demo")).sample.guidance_per_label == 0.5
-    assert load_config(resolve_run("shapes32") / "config.json").sample.guidance_per_label == 0.0
+    demo, s32 = load_config(_config_path("demo")).sample, load_config(resolve_run("shapes32") / "config.json").sample
+    assert (demo.guidance, demo.guidance_per_label) == (1.5, 0.0)
+    assert (s32.guidance, s32.guidance_per_label) == (DEFAULT_GUIDANCE, 0.0)
 
 
 def test_the_demo_is_guided_by_the_shipped_image_model_it_starts_from():
