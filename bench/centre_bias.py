@@ -29,7 +29,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 def neighbour_pair(labels: torch.Tensor) -> torch.Tensor:
     """(N, L) label indices -> (N,) bool: the clip's asked colours are exactly two neighbours on the colour wheel of
-    `shapes` (one channel apart: red / yellow, yellow / green, green / cyan, cyan / blue, blue / magenta, magenta / red)."""
+    `shapes` (one channel apart: red / yellow, yellow / green, green / cyan, cyan / blue, blue / magenta,
+    magenta / red)."""
     from vidiff.data.shapes import COLORS, SHAPES
 
     rgb = torch.tensor(list(COLORS.values()))  # (6, 3)

@@ -1,7 +1,8 @@
 """Where a model loses two objects: its one-shot estimate of real two-object clips at each noise level.
 
     python bench/estimate_probe.py RUN [RUN ...] [--num 64] [--t 200,400,600,800,900] [--threads 1]
-                                   [--resample [--guidance W] [--image-guidance S]]
+                                   [--resample [--guidance W] [--per-label W] [--image-guidance S]
+                                    [--sampler NAME] [--no-self-cond]]
 
 Held-out clips of the eval split that show two objects are noised to each t (the same noise for every RUN), and
 each RUN's network estimates the clean clip once, with the clip's own labels, no guidance and no self-conditioning
@@ -12,9 +13,10 @@ estimates every frame alone. If the estimates of real clips already merge or bre
 sampler cannot be what loses them there: the network does (docs/benchmarks.md, "Thirty-fourth round").
 
 `--resample`: instead of one estimate, sample each noised clip back to t = 0 (SDEdit, Meng et al. 2022) with
-DPM-Solver++(2M) SDE (`--sampler`), 50 steps per 1,000 timesteps, self-conditioned and guided towards the clip's labels as
-`vidiff sample` guides (classifier-free guidance `--guidance` plus the model's `sample.guidance_per_label`, and
-image guidance `--image-guidance` by the model's `sample.image_model`). Where along t0 the kept and whole scores
+DPM-Solver++(2M) SDE (`--sampler`), 50 steps per 1,000 timesteps, self-conditioned (`--no-self-cond`: not) and
+guided towards the clip's labels as `vidiff sample` guides (classifier-free guidance `--guidance` plus `--per-label`,
+default the model's `sample.guidance_per_label`, and image guidance `--image-guidance` by the model's
+`sample.image_model`). Where along t0 the kept and whole scores
 fall below the real clips' tells at which noise levels sampling loses what the clips had.
 """
 

@@ -217,14 +217,16 @@ class SampleConfig:
     the trained model, saved with it, since what suits a model depends on how far it was trained."""
 
     # label-conditioned models: the classifier-free guidance weight (1: none). The demo preset says 1.5 (with image
-    # guidance 1 and nothing per label): FVD-shapes 920 against 1,414 at 2 (+0.5 per label), objects nearer the real
-    # size and speed (docs/benchmarks.md, thirty-fourth round)
+    # guidance 1 and nothing per label): against 2 (+0.5 per label) a third less warping error at two seeds, objects
+    # nearer the real size and speed, fewer two-object clips that keep both colours (docs/benchmarks.md,
+    # thirty-fourth round)
     guidance: float = DEFAULT_GUIDANCE
     # label-conditioned models: added to the guidance weight for each asked label past the first (labels' embeddings
-    # are summed, so a clip asked for two objects is pulled less towards each). 0: one weight for every clip. The
-    # 8-minute demo keeps both of two asked objects far more often with 0.5 (24 against 16 of 38 clips) at a worse
-    # FVD-shapes (1,066 against 930); the 185-minute `shapes32` keeps them as often without it (32 of 38) and
-    # scores 977 against 1,518 with 0.5 (docs/benchmarks.md, twenty-sixth round)
+    # are summed, so a clip asked for two objects is pulled less towards each). 0: one weight for every clip (the demo
+    # preset's since the thirty-fourth round, with sample.guidance 1.5). The 8-minute demo keeps both of two asked
+    # objects far more often with 0.5 (24 against 16 of 38 clips) at a worse FVD-shapes (1,066 against 930); the
+    # 185-minute `shapes32` keeps them as often without it (32 of 38) and scores 977 against 1,518 with 0.5
+    # (docs/benchmarks.md, twenty-sixth round)
     guidance_per_label: float = 0.0
     # label-conditioned models: guidance by an image model of the same labels and schedule, frame by frame
     # (vidiff.diffusion.guidance.image_guidance): every frame is pushed to show every asked object. 0: none (an

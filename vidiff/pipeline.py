@@ -78,10 +78,10 @@ class VideoPipeline:
                  guidance_rescale: float = 0.0, image_guidance: Optional[float] = None,
                  image_model: Optional[str] = None) -> VideoPipelineOutput:
         """`labels` (num_videos, L) long (-1: empty slot), for a label-conditioned model: each video shows its
-        labels, with classifier-free guidance of weight `guidance_scale` (None: the model's `sample.guidance`, 2 unless its
-        config says otherwise; 1.5 for the demo preset), plus `guidance_per_label` for each label
-        past the first (None: the model's `sample.guidance_per_label`; 0.5 for the demo preset, so that a video asked
-        for two objects is guided at 2.5). Without labels such a model samples
+        labels, with classifier-free guidance of weight `guidance_scale` (None: the model's `sample.guidance`, 2
+        unless its config says otherwise; 1.5 for the demo preset), plus `guidance_per_label` for each label past the
+        first (None: the model's `sample.guidance_per_label`, 0 for the demo preset and shapes32; 0.5 guides a video
+        asked for two objects at 2.5 where one asked for one is guided at 2). Without labels such a model samples
         unconditionally. `guidance_below`: guide only at timesteps <= it (the conditional model alone above: objects
         of the right size, docs/benchmarks.md, tenth round). `guidance_rescale` (phi in [0, 1]): bring the guided
         estimate's mean and std back towards the conditional one's (Lin et al. 2023; `classifier_free_guidance`'s

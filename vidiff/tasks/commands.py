@@ -120,8 +120,8 @@ def add_task_commands(sub) -> None:
                              "words ('a red circle and a blue square') or a class name; default: no labels (the "
                              "model's unconditional output)")
     common.add_argument("--label-guidance", type=float, default=None, metavar="W",
-                        help="classifier-free guidance weight for --prompt (1: none; default: the model's sample.guidance, "
-                             f"{DEFAULT_GUIDANCE:g} unless its config says otherwise), plus "
+                        help="classifier-free guidance weight for --prompt (1: none; default: the model's "
+                             f"sample.guidance, {DEFAULT_GUIDANCE:g} unless its config says otherwise), plus "
                              "the model's sample.guidance_per_label for each object past the first")
     guided = argparse.ArgumentParser(add_help=False)
     guided.add_argument("--method", choices=["auto", "masked", "reconstruction", "replacement"], default="auto",
