@@ -63,7 +63,12 @@ def main() -> None:
         pipes = [VideoPipeline.from_pretrained(r, device="cpu") for r in args.runs]
     except VidiffError as e:
         sys.exit(f"error: {e}")
-    cfg = next(pp.config for pp in pipes if pp.config.data.num_frames > 1)
+    videos = [pp.config for pp in pipes if pp.config.data.num_frames > 1]
+    if not videos:
+        sys.exit("error: give at least one video model (the clips are drawn from its data)")
+    if args.resample and len(videos) < len(pipes):
+        sys.exit("error: --resample samples whole clips: give video models only (no one-frame image model)")
+    cfg = videos[0]
     ev = build_dataset(cfg.data, "eval")
     clips, labels = [], []
     for i in range(len(ev)):
