@@ -92,7 +92,11 @@ def main() -> None:
         one_frame = pp.config.data.num_frames == 1
         for t in ts:
             a = dn.alphas_cumprod[t].float().expand(N)
-            x_t = q_sample(x0, a, noises[t])  # (N, C, F, H, W)
+            noise = noises[t]  # the same draw for every model, its colour part scaled as the model was trained
+            if dn.chroma_noise != 1:
+                brightness = noise.mean(dim=1, keepdim=True)
+                noise = brightness + dn.chroma_noise * (noise - brightness)
+            x_t = q_sample(x0, a, noise)  # (N, C, F, H, W)
             if args.resample:
                 est = resample(pp, x_t, t, labels, args, g)
                 kept, _, _ = asked_kept(est, labels)
@@ -129,6 +133,7 @@ def resample(pipe, x_t: torch.Tensor, t: int, labels: torch.Tensor, args, g: tor
             return base(x, t, x_self=None, **kw)
 
         dn.alphas_cumprod, dn.noise_correlation = base.alphas_cumprod, base.noise_correlation
+        dn.chroma_noise = base.chroma_noise
         dn.self_conditioning, dn.num_timesteps = False, base.num_timesteps
     per_label = pipe.config.sample.guidance_per_label if args.per_label is None else args.per_label
     fn = classifier_free_guidance(dn, labels, args.guidance, per_label=per_label)
@@ -136,7 +141,9 @@ def resample(pipe, x_t: torch.Tensor, t: int, labels: torch.Tensor, args, g: tor
         fn = image_guidance(fn, pipe.image_denoiser(pipe.config.sample.image_model), labels, args.image_guidance)
     steps = max(1, math.ceil(50 * t / (dn.num_timesteps - 1)))
     with torch.no_grad():
-        return SAMPLERS[args.sampler](fn, x_t, dn.alphas_cumprod, denoise_timesteps(t, steps), generator=g).clamp(-1, 1)
+        return SAMPLERS[args.sampler](fn, x_t, dn.alphas_cumprod, denoise_timesteps(t, steps), generator=g,
+                                      noise_correlation=dn.noise_correlation,
+                                      chroma_noise=dn.chroma_noise).clamp(-1, 1)
 
 
 if __name__ == "__main__":

@@ -76,7 +76,8 @@ def main() -> None:
     def noised(t: int) -> tuple[torch.Tensor, torch.Tensor]:
         g = torch.Generator().manual_seed(args.seed)
         a = dn.alphas_cumprod[t].float()
-        return q_sample(x0, a.expand(n), video_noise(x0.shape, dn.noise_correlation, g, "cpu")), g
+        noise = video_noise(x0.shape, dn.noise_correlation, g, "cpu", chroma=dn.chroma_noise)
+        return q_sample(x0, a.expand(n), noise), g
 
     print(f"{run}: {n} held-out clips, seed {args.seed}")
     print("reconstruction   " + "  ".join(f"t={t:<6d}" for t in args.t))
@@ -103,7 +104,8 @@ def main() -> None:
         timesteps = sorted(set(torch.linspace(t0, 0, steps).round().long().tolist()), reverse=True)
         with torch.no_grad():
             one_shot = dn(x_t, torch.full((n,), t0), **kw)[0].clamp(-1, 1)
-            v = sample_ddpm(fn, x_t, dn.alphas_cumprod, timesteps, generator=g, noise_correlation=dn.noise_correlation)
+            v = sample_ddpm(fn, x_t, dn.alphas_cumprod, timesteps, generator=g, noise_correlation=dn.noise_correlation,
+                            chroma_noise=dn.chroma_noise)
         print(f"  t0 {t0:4d} ({len(timesteps):3d} steps): one-shot estimate speed {motion(one_shot)[1]:.2f} | "
               f"result speed {motion(v)[1]:.2f}, persistence {persistence(v)[0]:.3f}, "
               f"colour drift {colour_drift(v):.3f}", flush=True)

@@ -37,6 +37,8 @@ def test_yaml_file_and_override_precedence(tmp_path):
     (["model.channel_mults=[1,2]"], "must lie in 0..1 (one level per entry of channel_mults)"),
     (["diffusion.noise_correlation=1"], "diffusion.noise_correlation must be in [0, 1)"),
     (["diffusion.shift=0"], "diffusion.shift must be > 0"),
+    (["diffusion.chroma_noise=0"], "diffusion.chroma_noise must be > 0"),
+    (["diffusion.chroma_noise=2", "model.in_channels=4"], "diffusion.chroma_noise needs RGB pixels"),
     (["data.shape_speed=-1"], "data.shape_speed must be >= 0"),
     (["data.still_fraction=1.5"], "data.still_fraction must be between 0 and 1"),
     (["data.min_objects=3", "data.max_objects=2"], "data.min_objects must be between 1 and data.max_objects"),

@@ -223,6 +223,22 @@ def test_video_noise_correlates_frames_and_stays_standard_normal():
     assert abs(across) < 0.02  # channels and pixels stay independent
 
 
+def test_colour_noise_scales_what_differs_between_channels_and_keeps_brightness():
+    from vidiff.diffusion.schedules import video_noise
+
+    shape = (32, 3, 4, 16, 16)  # (B, C, F, H, W)
+    plain = video_noise(shape, 0.3, torch.Generator().manual_seed(0))
+    assert torch.equal(video_noise(shape, 0.3, torch.Generator().manual_seed(0), chroma=1.0), plain)
+    n = video_noise(shape, 0.3, torch.Generator().manual_seed(0), chroma=2.5)
+    b, bp = n.mean(dim=1, keepdim=True), plain.mean(dim=1, keepdim=True)
+    assert torch.allclose(b, bp, atol=1e-6)  # the same brightness noise, std 1 / sqrt(3) ...
+    assert abs(b.std() - 3 ** -0.5) < 0.01
+    assert torch.allclose(n - b, 2.5 * (plain - bp), atol=1e-5)  # ... and 2.5 x the colour noise
+    assert abs((n - b).std() - 2.5 * (2 / 3) ** 0.5) < 0.02
+    with pytest.raises(ValueError, match="needs 3 .RGB. channels, got 4"):
+        video_noise((1, 4, 2, 4, 4), chroma=2.0)
+
+
 def test_sampling_draws_the_trained_noise():
     from vidiff.diffusion.schedules import video_noise
 
@@ -234,6 +250,19 @@ def test_sampling_draws_the_trained_noise():
     sample(denoise, shape, make_alphas_cumprod("cosine", 100), num_steps=2,
            generator=torch.Generator().manual_seed(1), noise_correlation=0.5)
     assert torch.equal(seen[0], video_noise(shape, 0.5, torch.Generator().manual_seed(1)))
+    for sampler in ("ddim", "ddpm", "dpmpp-2m-sde"):  # x_T and every fresh draw along the way, coloured as trained
+        seen.clear()
+        sample(denoise, shape, make_alphas_cumprod("cosine", 100), sampler, num_steps=2, eta=1.0,
+               generator=torch.Generator().manual_seed(1), chroma_noise=3.0)
+        g = torch.Generator().manual_seed(1)
+        x_T = video_noise(shape, 0.0, g, chroma=3.0)
+        assert torch.equal(seen[0], x_T)
+        if sampler == "ddpm":  # the zero x0 estimate makes the step's mean a multiple of x_T: the rest is fresh noise
+            ac = make_alphas_cumprod("cosine", 100)
+            a_t, a_prev = ac[99].double(), ac[49].double()
+            coef = ((a_t / a_prev).sqrt() * (1 - a_prev) / (1 - a_t)).float()
+            fresh = (seen[1] - coef * x_T) / ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)).sqrt().float()
+            assert torch.allclose(fresh, video_noise(shape, 0.0, g, chroma=3.0), atol=1e-4)
 
 
 @pytest.mark.parametrize("sampler", ["ddim", "ddpm", "dpmpp-2m", "dpmpp-2m-sde"])

@@ -453,6 +453,9 @@ def test_the_demo_is_guided_by_the_shipped_image_model_it_starts_from():
     shipped = load_config(resolve_run("shapes32") / "config.json").sample
     assert (shipped.image_guidance, shipped.image_model) == (1.0, "shapes32-image")
     assert check_image_model(demo, "shapes32-image").data.num_frames == 1
+    demo.diffusion.chroma_noise = 2.0  # a model trained with other noise cannot be guided by it
+    with pytest.raises(ConfigError, match=r"colour noise\) = .*2\.0\), got .*1\.0\)"):
+        check_image_model(demo, "shapes32-image")
 
 
 def test_image_guidance_adds_the_image_models_direction_in_every_frame():

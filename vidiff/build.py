@@ -55,12 +55,13 @@ def check_image_model(cfg: RunConfig, name: str) -> RunConfig:
 
     image = load_config(resolve_run(name) / CONFIG)
     m, mi, d, di = cfg.model, image.model, cfg.diffusion, image.diffusion
-    mine = (m.num_labels, m.in_channels, cfg.data.size, d.schedule, d.timesteps, d.shift)
-    theirs = (mi.num_labels, mi.in_channels, image.data.size, di.schedule, di.timesteps, di.shift)
+    mine = (m.num_labels, m.in_channels, cfg.data.size, d.schedule, d.timesteps, d.shift, d.chroma_noise)
+    theirs = (mi.num_labels, mi.in_channels, image.data.size, di.schedule, di.timesteps, di.shift, di.chroma_noise)
     if mine != theirs or m.autoencoder or mi.autoencoder or image.data.num_frames != 1:
         got = f"{theirs} with {image.data.num_frames} frame(s){' over latents' if mi.autoencoder else ''}"
         raise ConfigError(f"{name} cannot guide this model: image guidance needs an image model (1 frame, pixels) of "
-                          f"the same (labels, channels, frame size, schedule, timesteps, shift) = {mine}, got {got}")
+                          f"the same (labels, channels, frame size, schedule, timesteps, shift, colour noise) = "
+                          f"{mine}, got {got}")
     return image
 
 
@@ -69,5 +70,6 @@ def build_denoiser(cfg: RunConfig) -> Denoiser:
     return Denoiser(net, schedule=cfg.diffusion.schedule, timesteps=cfg.diffusion.timesteps,
                     objective=cfg.diffusion.objective, min_snr_gamma=cfg.diffusion.min_snr_gamma,
                     shift=cfg.diffusion.shift, noise_correlation=cfg.diffusion.noise_correlation,
+                    chroma_noise=cfg.diffusion.chroma_noise,
                     frame_difference_weight=cfg.diffusion.frame_difference_weight,
                     input_perturbation=cfg.diffusion.input_perturbation)

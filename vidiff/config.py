@@ -139,6 +139,10 @@ class DiffusionConfig:
     # Correlation rho of the noise between frames ("mixed noise", Ge et al. 2023): eps_f = sqrt(rho) eps_shared +
     # sqrt(1 - rho) eps_f. The frames start from a shared layout, so the model need not learn to agree on one.
     noise_correlation: float = 0.0
+    # Colour noise c (RGB pixels only): the noise's colour part, what is left after each pixel's mean over R, G, B,
+    # times c; its brightness part stays. c > 1 drowns colour at lower noise than brightness, so a clip's shapes and
+    # places are settled before their colours (`vidiff.diffusion.schedules.video_noise`). 1 = plain i.i.d. noise
+    chroma_noise: float = 1.0
     # Input perturbation (Ning et al. 2023, "Input perturbation reduces exposure bias in diffusion models"): the
     # network is trained on x_t built from noise + gamma * xi (xi another draw) while the target keeps the first
     # noise, so it learns to denoise inputs a little off the forward process, as its own samples are. 0 = off
@@ -447,6 +451,9 @@ def validate_run(cfg: RunConfig) -> None:
         (f.timesteps >= 2, "diffusion.timesteps must be >= 2"),
         (f.shift > 0, "diffusion.shift must be > 0"),
         (0 <= f.noise_correlation < 1, "diffusion.noise_correlation must be in [0, 1)"),
+        (f.chroma_noise > 0, "diffusion.chroma_noise must be > 0"),
+        (f.chroma_noise == 1 or (m.in_channels == 3 and not m.autoencoder),
+         "diffusion.chroma_noise needs RGB pixels (model.in_channels=3, no model.autoencoder)"),
         (f.input_perturbation >= 0, "diffusion.input_perturbation must be >= 0"),
         (f.min_snr_gamma is None or f.min_snr_gamma > 0, "diffusion.min_snr_gamma must be > 0 or null"),
         (f.frame_difference_weight >= 0, "diffusion.frame_difference_weight must be >= 0"),

@@ -110,9 +110,10 @@ def decoded_reconstruction_guidance(denoiser, decode, known: torch.Tensor, mask:
 
 def _like(denoise, denoiser):
     """Give a wrapping denoise function what the samplers and further wrappers read of the denoiser it wraps: its
-    schedule, noise correlation between frames and whether it is self-conditioned."""
+    schedule, noise correlation between frames, colour noise and whether it is self-conditioned."""
     denoise.alphas_cumprod = denoiser.alphas_cumprod
     denoise.noise_correlation = getattr(denoiser, "noise_correlation", 0.0)
+    denoise.chroma_noise = getattr(denoiser, "chroma_noise", 1.0)
     denoise.self_conditioning = getattr(denoiser, "self_conditioning", False)
     return denoise
 
@@ -123,7 +124,8 @@ def _call(denoiser, x_t, t, x_self):
 
 
 def _replace(x_t, t, known, mask, denoiser, generator):
-    noise = video_noise(x_t.shape, getattr(denoiser, "noise_correlation", 0.0), generator, x_t.device)
+    noise = video_noise(x_t.shape, getattr(denoiser, "noise_correlation", 0.0), generator, x_t.device,
+                        chroma=getattr(denoiser, "chroma_noise", 1.0))
     noisy_known = q_sample(known.to(x_t.device), denoiser.alphas_cumprod.to(x_t.device)[t].float(), noise)
     m = mask.to(x_t.device).expand_as(x_t)
     return torch.where(m > 0.5, noisy_known, x_t)

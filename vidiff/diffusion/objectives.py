@@ -76,13 +76,14 @@ class Denoiser(nn.Module):
 
     def __init__(self, net: nn.Module, schedule: str = "cosine", timesteps: int = 1000, objective: str = "v",
                  min_snr_gamma: Optional[float] = None, shift: float = 1.0, noise_correlation: float = 0.0,
-                 frame_difference_weight: float = 0.0, input_perturbation: float = 0.0):
+                 chroma_noise: float = 1.0, frame_difference_weight: float = 0.0, input_perturbation: float = 0.0):
         super().__init__()
         self.net = net
         self.objective = Objective(objective)
         self.min_snr_gamma = min_snr_gamma
         self.num_timesteps = timesteps
         self.noise_correlation = noise_correlation  # frame correlation of the noise (training and sampling)
+        self.chroma_noise = chroma_noise  # scale of the noise's colour part (training and sampling)
         self.frame_difference_weight = frame_difference_weight  # loss on the error's frame-to-frame changes
         self.input_perturbation = input_perturbation  # training inputs from noise + gamma * xi, targets from noise
         self.register_buffer("alphas_cumprod", make_alphas_cumprod(schedule, timesteps, shift), persistent=False)

@@ -154,7 +154,7 @@ def conditional_sample(pipe, known: torch.Tensor, mask: torch.Tensor, method: st
     shape = sample_shape(pipe.config, known.shape[0], ae)  # pixels or latents
     out = sample(denoise, shape, pipe.denoiser.alphas_cumprod, "ddim", num_steps, generator=generator,
                  device=pipe.device, progress=progress,
-                 noise_correlation=pipe.denoiser.noise_correlation)
+                 noise_correlation=pipe.denoiser.noise_correlation, chroma_noise=pipe.denoiser.chroma_noise)
     if ae is not None:  # back to pixels; the known frames are the given ones, not their reconstructions
         with torch.no_grad():
             out = ae.decode(out).clamp(-1, 1)
@@ -290,7 +290,7 @@ def vary(pipe, video: torch.Tensor, strength: float = 0.5, num_samples: int = 1,
         video = ae.encode(video)
     T = den.num_timesteps
     t_start = min(T - 1, max(0, round(strength * (T - 1))))
-    noise = video_noise(video.shape, den.noise_correlation, generator, pipe.device)
+    noise = video_noise(video.shape, den.noise_correlation, generator, pipe.device, chroma=den.chroma_noise)
     x_t = q_sample(video, den.alphas_cumprod[t_start].float().expand(video.shape[0]).to(pipe.device), noise)
     denoise = _model_fn(pipe, labels=_batch_labels(labels, video.shape[0]), label_guidance=label_guidance)
     steps = denoise_timesteps(t_start, max(1, math.ceil(num_steps * strength)))

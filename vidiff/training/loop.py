@@ -214,7 +214,7 @@ def write_preview(denoiser, ema: EMA, cfg: RunConfig, path: Path, device: torch.
     denoise = masked_model_denoise(denoiser) if cfg.masks.enabled else denoiser
     x = sample(denoise, sample_shape(cfg, num, autoencoder), denoiser.alphas_cumprod,
                sampler="ddim", num_steps=cfg.train.preview_steps, generator=g, device=device,
-               noise_correlation=denoiser.noise_correlation)
+               noise_correlation=denoiser.noise_correlation, chroma_noise=denoiser.chroma_noise)
     if autoencoder is not None:
         x = autoencoder.decode(x).clamp(-1, 1)
     net.load_state_dict(backup)
@@ -406,7 +406,8 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, max_step
                 own = torch.rand(x0.shape[0], device=device) < cfg.diffusion.per_frame_noise
                 t_frames = torch.randint(0, denoiser.num_timesteps, x0.shape[:1] + x0.shape[2:3], device=device)
                 t = torch.where(own[:, None], t_frames, t[:, None])  # (B, F)
-            noise = video_noise(x0.shape, denoiser.noise_correlation, device=device)  # (B, C, F, H, W)
+            noise = video_noise(x0.shape, denoiser.noise_correlation, device=device,
+                                chroma=denoiser.chroma_noise)  # (B, C, F, H, W)
             labels = None
             if denoiser.num_labels:  # drop some clips' labels: the unconditional model for classifier-free guidance
                 labels = batch["labels"].to(device)  # (B, L)
