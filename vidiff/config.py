@@ -141,7 +141,9 @@ class DiffusionConfig:
     noise_correlation: float = 0.0
     # Colour noise c (RGB pixels only): the noise's colour part, what is left after each pixel's mean over R, G, B,
     # times c; its brightness part stays. c > 1 drowns colour at lower noise than brightness, so a clip's shapes and
-    # places are settled before their colours (`vidiff.diffusion.schedules.video_noise`). 1 = plain i.i.d. noise
+    # places are settled before their colours (`vidiff.diffusion.schedules.video_noise`). 1 = plain i.i.d. noise.
+    # On the demo (from a still-clip model adapted 20 minutes), c = 0.5 lost far more two-object clips, c = 2 kept
+    # both objects in 22 / 25 of 48 against 19 / 20 (docs/benchmarks.md, "Thirty-fifth round"); not adopted yet
     chroma_noise: float = 1.0
     # Input perturbation (Ning et al. 2023, "Input perturbation reduces exposure bias in diffusion models"): the
     # network is trained on x_t built from noise + gamma * xi (xi another draw) while the target keeps the first
