@@ -62,8 +62,8 @@ def video_noise(shape: tuple, correlation: float = 0.0, generator: Optional[torc
                 chroma: float = 1.0) -> torch.Tensor:
     """Standard normal noise of `shape` (B, C, F, H, W) whose frames are correlated by `correlation` rho:
     eps_f = sqrt(rho) eps_shared + sqrt(1 - rho) eps_f' (the "mixed noise" of Ge et al. 2023, PYoCo).
-    Every element stays N(0, 1); rho = 0 is i.i.d. noise. Drawn on the generator's device, then moved.
-    `chroma` != 1 (RGB only, C = 3) scales the noise's colour part, what is left after each pixel's mean over the
+    Every element stays N(0, 1) (unless `chroma` != 1); rho = 0 is i.i.d. noise. Drawn on the generator's device,
+    then moved. `chroma` != 1 (RGB only, C = 3) scales the noise's colour part, what is left after each pixel's mean over the
     channels (its brightness), by that factor: with chroma > 1 a pixel's colour is drowned at lower noise levels
     than its brightness."""
     gen_device = generator.device if generator is not None else device
