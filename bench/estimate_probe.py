@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from vidiff.config import DEFAULT_GUIDANCE  # noqa: E402
+from vidiff.config import DEFAULT_GUIDANCE, SAMPLER_NAMES  # noqa: E402
 
 
 def main() -> None:
@@ -45,7 +45,7 @@ def main() -> None:
     p.add_argument("--resample", action="store_true", help="sample back from each t instead of one estimate")
     p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
     p.add_argument("--image-guidance", type=float, default=0.0, metavar="S")
-    p.add_argument("--sampler", default="dpmpp-2m-sde", help="the sampler of --resample")
+    p.add_argument("--sampler", default="dpmpp-2m-sde", choices=sorted(SAMPLER_NAMES), help="the sampler of --resample")
     p.add_argument("--no-self-cond", action="store_true",
                    help="--resample without the previous estimate as self-conditioning input (zeros at every step)")
     p.add_argument("--per-label", type=float, default=None, metavar="W",
@@ -55,7 +55,7 @@ def main() -> None:
     from sample_checks import asked_kept
 
     from vidiff.data import build_dataset
-    from vidiff.diffusion.schedules import q_sample
+    from vidiff.diffusion.schedules import q_sample, scale_colour
     from vidiff.errors import VidiffError
     from vidiff.pipeline import VideoPipeline
 
@@ -92,11 +92,8 @@ def main() -> None:
         one_frame = pp.config.data.num_frames == 1
         for t in ts:
             a = dn.alphas_cumprod[t].float().expand(N)
-            noise = noises[t]  # the same draw for every model, its colour part scaled as the model was trained
-            if dn.chroma_noise != 1:
-                brightness = noise.mean(dim=1, keepdim=True)
-                noise = brightness + dn.chroma_noise * (noise - brightness)
-            x_t = q_sample(x0, a, noise)  # (N, C, F, H, W)
+            # the same draw for every model, its colour part scaled as the model was trained
+            x_t = q_sample(x0, a, scale_colour(noises[t], dn.chroma_noise))  # (N, C, F, H, W)
             if args.resample:
                 est = resample(pp, x_t, t, labels, args, g)
                 kept, _, _ = asked_kept(est, labels)
@@ -122,7 +119,7 @@ def resample(pipe, x_t: torch.Tensor, t: int, labels: torch.Tensor, args, g: tor
     import math
 
     from vidiff.denoise import denoise_timesteps
-    from vidiff.diffusion.guidance import classifier_free_guidance, image_guidance
+    from vidiff.diffusion.guidance import _like, classifier_free_guidance, image_guidance
     from vidiff.diffusion.samplers import SAMPLERS
 
     dn = pipe.denoiser
@@ -132,8 +129,7 @@ def resample(pipe, x_t: torch.Tensor, t: int, labels: torch.Tensor, args, g: tor
         def dn(x, t, x_self=None, **kw):  # noqa: F811  (the network never sees its previous estimate)
             return base(x, t, x_self=None, **kw)
 
-        dn.alphas_cumprod, dn.noise_correlation = base.alphas_cumprod, base.noise_correlation
-        dn.chroma_noise = base.chroma_noise
+        _like(dn, base)  # its schedule and noise
         dn.self_conditioning, dn.num_timesteps = False, base.num_timesteps
     per_label = pipe.config.sample.guidance_per_label if args.per_label is None else args.per_label
     fn = classifier_free_guidance(dn, labels, args.guidance, per_label=per_label)

@@ -63,20 +63,26 @@ def video_noise(shape: tuple, correlation: float = 0.0, generator: Optional[torc
     """Standard normal noise of `shape` (B, C, F, H, W) whose frames are correlated by `correlation` rho:
     eps_f = sqrt(rho) eps_shared + sqrt(1 - rho) eps_f' (the "mixed noise" of Ge et al. 2023, PYoCo).
     Every element stays N(0, 1) (unless `chroma` != 1); rho = 0 is i.i.d. noise. Drawn on the generator's device,
-    then moved. `chroma` != 1 (RGB only, C = 3) scales the noise's colour part, what is left after each pixel's mean over the
-    channels (its brightness), by that factor: with chroma > 1 a pixel's colour is drowned at lower noise levels
-    than its brightness."""
+    then moved. `chroma` != 1 (RGB only, C = 3) scales the noise's colour part, what is left after each pixel's
+    mean over the channels (its brightness), by that factor (`scale_colour`): with chroma > 1 a pixel's colour is
+    drowned at lower noise levels than its brightness."""
     gen_device = generator.device if generator is not None else device
     noise = torch.randn(shape, generator=generator, device=gen_device, dtype=dtype)
     if correlation:
         shared = torch.randn(shape[:2] + (1,) + tuple(shape[3:]), generator=generator, device=gen_device, dtype=dtype)
         noise = math.sqrt(correlation) * shared + math.sqrt(1 - correlation) * noise
-    if chroma != 1:
-        if shape[1] != 3:
-            raise ValueError(f"colour noise (chroma={chroma}) needs 3 (RGB) channels, got {shape[1]}")
-        brightness = noise.mean(dim=1, keepdim=True)  # (B, 1, F, H, W)
-        noise = brightness + chroma * (noise - brightness)
-    return noise.to(device)
+    return scale_colour(noise, chroma).to(device)
+
+
+def scale_colour(noise: torch.Tensor, chroma: float) -> torch.Tensor:
+    """(B, 3, ...) noise with its colour part, what is left after each pixel's mean over the channels (its
+    brightness), times `chroma`; the brightness part unchanged (see `video_noise`)."""
+    if chroma == 1:
+        return noise
+    if noise.shape[1] != 3:
+        raise ValueError(f"colour noise (chroma={chroma}) needs 3 (RGB) channels, got {noise.shape[1]}")
+    brightness = noise.mean(dim=1, keepdim=True)  # (B, 1, F, H, W)
+    return brightness + chroma * (noise - brightness)
 
 
 def q_sample(x0: torch.Tensor, alpha_bar: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
