@@ -9,7 +9,7 @@ from vidiff.cli import main
 from vidiff.config import ModelConfig, load_config
 from vidiff.data.shapes import LABELS, BouncingShapes, labels_caption, parse_caption
 from vidiff.diffusion import Denoiser
-from vidiff.diffusion.guidance import classifier_free_guidance
+from vidiff.diffusion.guidance import classifier_free_guidance, matching_timesteps
 from vidiff.errors import ConfigError
 from vidiff.models import VideoUNet
 
@@ -482,12 +482,33 @@ def test_image_guidance_adds_the_image_models_direction_in_every_frame():
     assert torch.allclose(x0[1], x0_b[1] + 1.5 * want[1], atol=1e-4)
     assert torch.allclose(x0[[0, 2]], x0_b[[0, 2]], atol=1e-5)
     assert image_guidance(base, im, labels, 1.5).self_conditioning  # samplers still pass the previous estimate
-    with pytest.raises(VidiffError, match="noise schedule"):
-        image_guidance(base, Denoiser(im.net, timesteps=60, objective="x0"), labels, 1.0)
+    # an image model of another schedule is asked at its timestep of the same noise level
+    shifted = Denoiser(im.net, timesteps=im.alphas_cumprod.shape[0], objective="x0", shift=2.0)
+    t_img = matching_timesteps(d.alphas_cumprod, shifted.alphas_cumprod)
+    want = torch.stack([shifted(x[:, :, f:f + 1], t_img[t], x_self=x_self[:, :, f:f + 1], labels=labels)[0][:, :, 0]
+                        - shifted(x[:, :, f:f + 1], t_img[t], x_self=x_self[:, :, f:f + 1])[0][:, :, 0]
+                        for f in range(4)], 2)
+    x0, _ = image_guidance(base, shifted, labels, 1.5)(x, t, x_self=x_self)
+    assert torch.allclose(x0, x0_b + 1.5 * want, atol=1e-4)
     torch.manual_seed(0)
     unlabelled = Denoiser(VideoUNet(ModelConfig(channels=8, channel_mults=(1, 2), head_dim=8)), timesteps=50)
     with pytest.raises(VidiffError, match="without labels"):
         image_guidance(base, unlabelled, labels, 1.0)
+
+
+def test_matching_timesteps_pairs_equal_noise_levels():
+    """The identity for one schedule; for a shifted one (SNR / s^2), the timestep of the nearest log-SNR, which is
+    later (noisier) in the unshifted schedule's terms, and its last timestep where the other is never that noisy."""
+    from vidiff.diffusion.schedules import make_alphas_cumprod
+
+    a1, a2 = make_alphas_cumprod("cosine", 1000), make_alphas_cumprod("cosine", 1000, shift=4.0)
+    assert torch.equal(matching_timesteps(a1, a1), torch.arange(1000))
+    m = matching_timesteps(a2, a1)  # the shift-4 model's t -> the plain model's
+    snr = lambda a: a / (1 - a)  # noqa: E731
+    for t in (0, 100, 300, 600):
+        k = int(m[t])
+        assert k > t and snr(a1[k]) <= snr(a2[t]) * 1.2 and snr(a1[k - 1]) >= snr(a2[t]) / 1.2
+    assert m[999] == 999 and bool((m[1:] >= m[:-1]).all())
 
 
 def test_sample_with_image_guidance_and_its_errors(tmp_path, capsys):

@@ -48,19 +48,20 @@ def sample_shape(cfg: RunConfig, n: int, autoencoder=None) -> tuple[int, ...]:
 def check_image_model(cfg: RunConfig, name: str) -> RunConfig:
     """The config of the image model `name` (a run folder or a shipped name) that image guidance of a model of `cfg`
     would use; a one-line ConfigError if it cannot guide it: it must be a pixel model of single frames that takes the
-    same labels, channels and frame size, with the same noise schedule."""
+    same labels, channels, frame size and colour noise (its noise schedule may differ: image guidance asks it at its
+    timestep of the same noise level)."""
     from vidiff.config import load_config
     from vidiff.errors import ConfigError
     from vidiff.training.checkpoint import CONFIG, resolve_run
 
     image = load_config(resolve_run(name) / CONFIG)
     m, mi, d, di = cfg.model, image.model, cfg.diffusion, image.diffusion
-    mine = (m.num_labels, m.in_channels, cfg.data.size, d.schedule, d.timesteps, d.shift, d.chroma_noise)
-    theirs = (mi.num_labels, mi.in_channels, image.data.size, di.schedule, di.timesteps, di.shift, di.chroma_noise)
+    mine = (m.num_labels, m.in_channels, cfg.data.size, d.chroma_noise)
+    theirs = (mi.num_labels, mi.in_channels, image.data.size, di.chroma_noise)
     if mine != theirs or m.autoencoder or mi.autoencoder or image.data.num_frames != 1:
         got = f"{theirs} with {image.data.num_frames} frame(s){' over latents' if mi.autoencoder else ''}"
         raise ConfigError(f"{name} cannot guide this model: image guidance needs an image model (1 frame, pixels) of "
-                          f"the same (labels, channels, frame size, schedule, timesteps, shift, colour noise) = "
+                          f"the same (labels, channels, frame size, colour noise) = "
                           f"{mine}, got {got}")
     return image
 

@@ -231,13 +231,12 @@ def image_guidance(denoiser, image_denoiser, labels: torch.Tensor, scale: float,
     frame_f)^s: a product of experts of two models, as composable diffusion (Liu et al. 2022) composes concepts, where
     the image model says of every frame alone whether it shows every asked object. A video model that loses or merges
     one of two objects along a clip is held to them in each frame (docs/benchmarks.md, "Thirty-third round").
-    `denoiser`: the video model's (guided) denoise function, `image_denoiser`: a Denoiser of the same schedule and
-    labels trained on single frames (F = 1); labels (B, L) long, -1 for an empty slot; `t_range` (lo, hi): guide only
-    at lo <= t <= hi. Two image-model passes (with and without labels, batched) over every frame per step."""
-    a_img, a_vid = image_denoiser.alphas_cumprod.float().cpu(), denoiser.alphas_cumprod.float().cpu()
-    if a_img.shape != a_vid.shape or not torch.allclose(a_img, a_vid):
-        raise VidiffError("the image model's noise schedule differs from the video model's: image guidance needs the "
-                          "same schedule (diffusion.schedule, timesteps, shift)")
+    `denoiser`: the video model's (guided) denoise function, `image_denoiser`: a Denoiser of the same labels (and
+    colour noise) trained on single frames (F = 1); labels (B, L) long, -1 for an empty slot; `t_range` (lo, hi): guide only
+    at lo <= t <= hi. Two image-model passes (with and without labels, batched) over every frame per step.
+    The two models may have different noise schedules (e.g. another `diffusion.shift`): the image model is then asked
+    at its timestep of the nearest noise level (`matching_timesteps`)."""
+    t_img = matching_timesteps(denoiser.alphas_cumprod, image_denoiser.alphas_cumprod)  # (T_video,) long
     if image_denoiser.num_labels == 0:
         raise VidiffError("the image model was trained without labels: it cannot guide by labels")
     lo, hi = t_range if t_range is not None else (0, len(denoiser.alphas_cumprod) - 1)
@@ -253,7 +252,8 @@ def image_guidance(denoiser, image_denoiser, labels: torch.Tensor, scale: float,
         if getattr(image_denoiser, "self_conditioning", False):
             kw["x_self"] = None if x_self is None else frames(x_self).repeat(2, 1, 1, 1, 1)
         x_f = frames(x_t)
-        x0_img, _ = image_denoiser(torch.cat([x_f, x_f]), t.repeat_interleave(F).repeat(2),
+        t_f = t_img.to(t.device)[t].repeat_interleave(F)  # (B * F,) the image model's timestep of the same noise
+        x0_img, _ = image_denoiser(torch.cat([x_f, x_f]), t_f.repeat(2),
                                    labels=torch.cat([lab, torch.full_like(lab, -1)]), **kw)  # (2 B F, C, 1, H, W)
         d = (x0_img[:B * F] - x0_img[B * F:]).reshape(B, F, C, H, W).permute(0, 2, 1, 3, 4)  # (B, C, F, H, W)
         s = append_dims(((t >= lo) & (t <= hi)).to(x0.dtype) * scale, x0.ndim)  # (B, 1, 1, 1, 1)
@@ -261,6 +261,16 @@ def image_guidance(denoiser, image_denoiser, labels: torch.Tensor, scale: float,
         return x0, _eps_from_x0(x0, x_t, t, denoiser.alphas_cumprod)
 
     return _like(denoise, denoiser)
+
+
+def matching_timesteps(alphas_cumprod: torch.Tensor, other_alphas_cumprod: torch.Tensor) -> torch.Tensor:
+    """For each timestep t of a schedule, the timestep of `other_alphas_cumprod` whose noise level is nearest (in
+    log-SNR): (T,) long. The identity for the same schedule; beyond the other's range, its end."""
+    def log_snr(a):
+        a = a.detach().double().cpu().clamp(1e-20, 1 - 1e-16)
+        return a.log() - (1 - a).log()
+
+    return (log_snr(alphas_cumprod)[:, None] - log_snr(other_alphas_cumprod)[None, :]).abs().argmin(1)
 
 
 def motion_boost(denoiser, scale: float, min_t: int):
