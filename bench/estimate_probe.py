@@ -93,7 +93,7 @@ def main() -> None:
         for t in ts:
             a = dn.alphas_cumprod[t].float().expand(N)
             # the same draw for every model, its colour part scaled as the model was trained
-            x_t = q_sample(x0, a, scale_colour(noises[t], dn.chroma_noise))  # (N, C, F, H, W)
+            x_t = q_sample(x0, a, scale_colour(noises[t], dn.noise.chroma))  # (N, C, F, H, W)
             if args.resample:
                 est = resample(pp, x_t, t, labels, args, g)
                 kept, _, _ = asked_kept(est, labels)
@@ -138,8 +138,7 @@ def resample(pipe, x_t: torch.Tensor, t: int, labels: torch.Tensor, args, g: tor
     steps = max(1, math.ceil(50 * t / (dn.num_timesteps - 1)))
     with torch.no_grad():
         return SAMPLERS[args.sampler](fn, x_t, dn.alphas_cumprod, denoise_timesteps(t, steps), generator=g,
-                                      noise_correlation=dn.noise_correlation,
-                                      chroma_noise=dn.chroma_noise).clamp(-1, 1)
+                                      noise=dn.noise).clamp(-1, 1)
 
 
 if __name__ == "__main__":

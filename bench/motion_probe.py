@@ -54,7 +54,7 @@ def main() -> None:
     from vidiff.data import build_dataset
     from vidiff.diffusion.guidance import classifier_free_guidance
     from vidiff.diffusion.samplers import sample_ddpm
-    from vidiff.diffusion.schedules import q_sample, video_noise
+    from vidiff.diffusion.schedules import q_sample
     from vidiff.errors import VidiffError
     from vidiff.pipeline import VideoPipeline
 
@@ -76,7 +76,7 @@ def main() -> None:
     def noised(t: int) -> tuple[torch.Tensor, torch.Tensor]:
         g = torch.Generator().manual_seed(args.seed)
         a = dn.alphas_cumprod[t].float()
-        noise = video_noise(x0.shape, dn.noise_correlation, g, "cpu", chroma=dn.chroma_noise)
+        noise = dn.noise.draw(x0.shape, g, "cpu")
         return q_sample(x0, a.expand(n), noise), g
 
     print(f"{run}: {n} held-out clips, seed {args.seed}")
@@ -104,8 +104,7 @@ def main() -> None:
         timesteps = sorted(set(torch.linspace(t0, 0, steps).round().long().tolist()), reverse=True)
         with torch.no_grad():
             one_shot = dn(x_t, torch.full((n,), t0), **kw)[0].clamp(-1, 1)
-            v = sample_ddpm(fn, x_t, dn.alphas_cumprod, timesteps, generator=g, noise_correlation=dn.noise_correlation,
-                            chroma_noise=dn.chroma_noise)
+            v = sample_ddpm(fn, x_t, dn.alphas_cumprod, timesteps, generator=g, noise=dn.noise)
         print(f"  t0 {t0:4d} ({len(timesteps):3d} steps): one-shot estimate speed {motion(one_shot)[1]:.2f} | "
               f"result speed {motion(v)[1]:.2f}, persistence {persistence(v)[0]:.3f}, "
               f"colour drift {colour_drift(v):.3f}", flush=True)

@@ -142,7 +142,6 @@ def main() -> None:
     from vidiff.build import build_denoiser
     from vidiff.config import load_config
     from vidiff.diffusion.samplers import sample
-    from vidiff.diffusion.schedules import video_noise
     from vidiff.errors import VidiffError
     from vidiff.evaluation.metrics import object_motion
     from vidiff.pipeline import resolve_run
@@ -164,7 +163,7 @@ def main() -> None:
 
     autoencoder = build_autoencoder(cfg)  # latent runs: sample latents, decode them to pixels
     shape = sample_shape(cfg, args.num, autoencoder)
-    x_T = video_noise(shape, dn.noise_correlation, g, "cpu", chroma=dn.chroma_noise).to(device)
+    x_T = dn.noise.draw(shape, g, "cpu").to(device)
     dn = dn.to(device)
     if autoencoder is not None:
         autoencoder = autoencoder.to(device)
@@ -195,8 +194,7 @@ def main() -> None:
         return x0, eps
 
     denoise.self_conditioning = dn.self_conditioning
-    denoise.alphas_cumprod, denoise.noise_correlation = dn.alphas_cumprod, dn.noise_correlation
-    denoise.chroma_noise = dn.chroma_noise
+    denoise.alphas_cumprod, denoise.noise = dn.alphas_cumprod, dn.noise
     fn, guided = denoise, ""
     if dn.num_labels:  # label-conditioned: ask for the labels of held-out clips, as sample_checks does
         from vidiff.diffusion.guidance import classifier_free_guidance
@@ -312,8 +310,7 @@ def main() -> None:
             return x0 + w_weak * (x0_c - x0_w), eps + w_weak * (eps_c - eps_w)
 
         fn.self_conditioning = dn.self_conditioning
-        fn.alphas_cumprod, fn.noise_correlation = dn.alphas_cumprod, dn.noise_correlation
-        fn.chroma_noise = dn.chroma_noise
+        fn.alphas_cumprod, fn.noise = dn.alphas_cumprod, dn.noise
     if args.image_guidance:
         if lab_all is None:
             sys.exit("error: --image-guidance needs a label-conditioned model")
@@ -367,7 +364,7 @@ def main() -> None:
 
     with torch.no_grad():
         v = sample(fn, shape, dn.alphas_cumprod, sampler=args.sampler, num_steps=args.steps, generator=g, eta=args.eta,
-                   x_T=x_T, noise_correlation=dn.noise_correlation, chroma_noise=dn.chroma_noise,
+                   x_T=x_T, noise=dn.noise,
                    callback=keep_estimate if args.trajectory else None)
         if args.refine:
             import math
@@ -379,11 +376,11 @@ def main() -> None:
             t_start = min(dn.num_timesteps - 1, round(args.refine * (dn.num_timesteps - 1)))
             kw = {"eta": args.eta} if args.sampler == "ddim" else {}
             for _ in range(args.refine_times):
-                noise = video_noise(v.shape, dn.noise_correlation, g, "cpu", chroma=dn.chroma_noise).to(device)
+                noise = dn.noise.draw(v.shape, g, "cpu").to(device)
                 x_t = q_sample(v, dn.alphas_cumprod[t_start].float().expand(v.shape[0]).to(device), noise)
                 v = SAMPLERS[args.sampler](fn, x_t, dn.alphas_cumprod, denoise_timesteps(
                     t_start, max(1, math.ceil(args.steps * args.refine))), generator=g,
-                    noise_correlation=dn.noise_correlation, chroma_noise=dn.chroma_noise, **kw)
+                    noise=dn.noise, **kw)
             guided += f", refined {args.refine_times}x from t = {t_start}"
         if autoencoder is not None:
             v = autoencoder.decode(v).clamp(-1, 1)

@@ -240,7 +240,7 @@ def test_colour_noise_scales_what_differs_between_channels_and_keeps_brightness(
 
 
 def test_sampling_draws_the_trained_noise():
-    from vidiff.diffusion.schedules import video_noise
+    from vidiff.diffusion.schedules import Noise, video_noise
 
     seen = []
     def denoise(x, t):  # noqa: E306
@@ -248,12 +248,12 @@ def test_sampling_draws_the_trained_noise():
         return torch.zeros_like(x), x
     shape = (2, 3, 6, 4, 4)
     sample(denoise, shape, make_alphas_cumprod("cosine", 100), num_steps=2,
-           generator=torch.Generator().manual_seed(1), noise_correlation=0.5)
+           generator=torch.Generator().manual_seed(1), noise=Noise(correlation=0.5))
     assert torch.equal(seen[0], video_noise(shape, 0.5, torch.Generator().manual_seed(1)))
     for sampler in ("ddim", "ddpm", "dpmpp-2m-sde"):  # x_T and every fresh draw along the way, coloured as trained
         seen.clear()
         sample(denoise, shape, make_alphas_cumprod("cosine", 100), sampler, num_steps=2, eta=1.0,
-               generator=torch.Generator().manual_seed(1), chroma_noise=3.0)
+               generator=torch.Generator().manual_seed(1), noise=Noise(chroma=3.0))
         g = torch.Generator().manual_seed(1)
         x_T = video_noise(shape, 0.0, g, chroma=3.0)
         assert torch.equal(seen[0], x_T)
@@ -337,7 +337,7 @@ def test_motion_boost_pushes_the_estimate_away_from_its_mean_over_frames():
     def denoise(x_t, t):  # a fixed estimate, whatever the input
         return x0.clone(), torch.zeros_like(x_t)
 
-    denoise.alphas_cumprod, denoise.noise_correlation, denoise.self_conditioning = ac, 0.0, False
+    denoise.alphas_cumprod, denoise.self_conditioning = ac, False
     x_t = torch.randn(2, 3, 5, 4, 4)
     t = torch.tensor([70, 30])  # the first above min_t, the second below
     out, eps = motion_boost(denoise, 0.5, min_t=50)(x_t, t)
@@ -363,7 +363,7 @@ def test_dynamic_threshold_matches_diffusers_and_keeps_eps_consistent():
     def denoise(x_t, t):  # a fixed estimate, whatever the input
         return x0.clone(), torch.zeros_like(x_t)
 
-    denoise.alphas_cumprod, denoise.noise_correlation, denoise.self_conditioning = ac, 0.0, False
+    denoise.alphas_cumprod, denoise.self_conditioning = ac, False
     x_t, t = torch.randn(3, 3, 5, 4, 4), torch.tensor([90, 50, 10])
     reference = DDPMScheduler(thresholding=True, dynamic_thresholding_ratio=0.9, sample_max_value=1e9)
     out, eps = dynamic_threshold(denoise, 0.9)(x_t, t)

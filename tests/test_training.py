@@ -381,8 +381,7 @@ def test_rest_lr_scale_trains_the_other_layers_slower_and_resumes_exactly(tiny_c
 
 
 def test_colour_noise_reaches_training_sampling_and_the_saved_config(tiny_config, tmp_path, monkeypatch):
-    import vidiff.diffusion.samplers as samplers
-    import vidiff.training.loop as loop
+    import vidiff.diffusion.schedules as schedules
     from vidiff.diffusion.schedules import video_noise
     from vidiff.pipeline import VideoPipeline
 
@@ -392,13 +391,12 @@ def test_colour_noise_reaches_training_sampling_and_the_saved_config(tiny_config
         seen.append(kwargs.get("chroma", 1.0))
         return video_noise(*args, **kwargs)
 
-    monkeypatch.setattr(loop, "video_noise", recording)
-    monkeypatch.setattr(samplers, "video_noise", recording)
+    monkeypatch.setattr(schedules, "video_noise", recording)  # what Noise.draw calls
     tiny_config.diffusion.chroma_noise = 2.0
     train(tiny_config, tmp_path / "run", progress=False)
     assert len(seen) >= 6 and set(seen) == {2.0}  # every training step's noise (and the previews' x_T)
     pipe = VideoPipeline.from_pretrained(tmp_path / "run")
-    assert pipe.config.diffusion.chroma_noise == 2.0 and pipe.denoiser.chroma_noise == 2.0
+    assert pipe.config.diffusion.chroma_noise == 2.0 and pipe.denoiser.noise.chroma == 2.0
     seen.clear()
     pipe(num_videos=1, num_inference_steps=3, sampler="ddpm", generator=torch.Generator().manual_seed(0))
     assert seen == [2.0] * 3  # x_T and the two fresh draws

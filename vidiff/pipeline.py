@@ -139,8 +139,7 @@ class VideoPipeline:
             if motion_boost:
                 denoise = boost_motion(denoise, motion_boost, min_t=T // 2)
             x = sample(denoise, shape, self.denoiser.alphas_cumprod, sampler=sampler, num_steps=num_inference_steps,
-                       eta=eta, generator=generator, device=self.device, progress=progress,
-                       noise_correlation=self.denoiser.noise_correlation, chroma_noise=self.denoiser.chroma_noise)
+                       eta=eta, generator=generator, device=self.device, progress=progress, noise=self.denoiser.noise)
             videos.append(x if self.autoencoder is None else self.autoencoder.decode(x).clamp(-1, 1))
         return VideoPipelineOutput(videos=torch.cat(videos).cpu())
 

@@ -12,7 +12,7 @@ from typing import Optional
 import torch
 
 from vidiff.diffusion.masks import conditioning_channels
-from vidiff.diffusion.schedules import append_dims, q_sample, video_noise
+from vidiff.diffusion.schedules import Noise, append_dims, q_sample
 from vidiff.errors import VidiffError
 
 
@@ -110,10 +110,9 @@ def decoded_reconstruction_guidance(denoiser, decode, known: torch.Tensor, mask:
 
 def _like(denoise, denoiser):
     """Give a wrapping denoise function what the samplers and further wrappers read of the denoiser it wraps: its
-    schedule, noise correlation between frames, colour noise and whether it is self-conditioned."""
+    schedule, the noise it was trained with and whether it is self-conditioned."""
     denoise.alphas_cumprod = denoiser.alphas_cumprod
-    denoise.noise_correlation = getattr(denoiser, "noise_correlation", 0.0)
-    denoise.chroma_noise = getattr(denoiser, "chroma_noise", 1.0)
+    denoise.noise = getattr(denoiser, "noise", Noise())
     denoise.self_conditioning = getattr(denoiser, "self_conditioning", False)
     return denoise
 
@@ -124,8 +123,7 @@ def _call(denoiser, x_t, t, x_self):
 
 
 def _replace(x_t, t, known, mask, denoiser, generator):
-    noise = video_noise(x_t.shape, getattr(denoiser, "noise_correlation", 0.0), generator, x_t.device,
-                        chroma=getattr(denoiser, "chroma_noise", 1.0))
+    noise = getattr(denoiser, "noise", Noise()).like(x_t, generator)
     noisy_known = q_sample(known.to(x_t.device), denoiser.alphas_cumprod.to(x_t.device)[t].float(), noise)
     m = mask.to(x_t.device).expand_as(x_t)
     return torch.where(m > 0.5, noisy_known, x_t)

@@ -13,7 +13,7 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from vidiff.diffusion.schedules import frame_dims, make_alphas_cumprod, q_sample
+from vidiff.diffusion.schedules import Noise, frame_dims, make_alphas_cumprod, q_sample
 
 
 class Objective(str, enum.Enum):
@@ -82,8 +82,7 @@ class Denoiser(nn.Module):
         self.objective = Objective(objective)
         self.min_snr_gamma = min_snr_gamma
         self.num_timesteps = timesteps
-        self.noise_correlation = noise_correlation  # frame correlation of the noise (training and sampling)
-        self.chroma_noise = chroma_noise  # scale of the noise's colour part (training and sampling)
+        self.noise = Noise(noise_correlation, chroma_noise)  # the noise of training and sampling
         self.frame_difference_weight = frame_difference_weight  # loss on the error's frame-to-frame changes
         self.input_perturbation = input_perturbation  # training inputs from noise + gamma * xi, targets from noise
         self.register_buffer("alphas_cumprod", make_alphas_cumprod(schedule, timesteps, shift), persistent=False)

@@ -12,7 +12,7 @@ from typing import Callable, Optional
 
 import torch
 
-from vidiff.diffusion.schedules import video_noise
+from vidiff.diffusion.schedules import Noise
 
 DenoiseFn = Callable[[torch.Tensor, torch.Tensor], tuple]
 
@@ -120,54 +120,42 @@ def _run(denoise: DenoiseFn, x: torch.Tensor, alphas_cumprod: torch.Tensor, time
     return x
 
 
-def _noise_fn(generator, noise_correlation: float, chroma_noise: float):
-    """x -> fresh noise shaped like x, as the model was trained with (frame correlation, colour noise)."""
-    return lambda x: video_noise(x.shape, noise_correlation, generator, x.device, chroma=chroma_noise)
-
-
 def sample_ddim(denoise: DenoiseFn, x: torch.Tensor, alphas_cumprod: torch.Tensor, timesteps: list[int],
                 eta: float = 0.0, generator: Optional[torch.Generator] = None, clip_x0: bool = True,
-                callback=None, progress: bool = False, noise_correlation: float = 0.0,
-                chroma_noise: float = 1.0) -> torch.Tensor:
+                callback=None, progress: bool = False, noise: Noise = Noise()) -> torch.Tensor:
     """DDIM (Song et al. 2021) from x = x_T over the given descending timesteps; returns x_0.
-    `noise_correlation`, `chroma_noise`: the frame correlation and colour scale of the noise the model was trained
-    with (for eta > 0; see `video_noise`)."""
-    fresh = _noise_fn(generator, noise_correlation, chroma_noise)
+    `noise`: the kind of noise the model was trained with (the denoiser's `.noise`), drawn fresh when eta > 0."""
 
     def step(x, x0, eps, a_t, a_prev, t_prev):
-        noise = fresh(x) if eta > 0 and t_prev >= 0 else None
-        return ddim_step(x, x0, eps, a_t, a_prev, eta, noise)
+        z = noise.like(x, generator) if eta > 0 and t_prev >= 0 else None
+        return ddim_step(x, x0, eps, a_t, a_prev, eta, z)
 
     return _run(denoise, x, alphas_cumprod, timesteps, step, generator, clip_x0, callback, progress)
 
 
 def sample_ddpm(denoise: DenoiseFn, x: torch.Tensor, alphas_cumprod: torch.Tensor, timesteps: list[int],
                 generator: Optional[torch.Generator] = None, clip_x0: bool = True, callback=None,
-                progress: bool = False, noise_correlation: float = 0.0,
-                chroma_noise: float = 1.0) -> torch.Tensor:
-    """DDPM ancestral sampling (Ho et al. 2020, alg. 2) over the given descending timesteps; returns x_0."""
-    fresh = _noise_fn(generator, noise_correlation, chroma_noise)
+                progress: bool = False, noise: Noise = Noise()) -> torch.Tensor:
+    """DDPM ancestral sampling (Ho et al. 2020, alg. 2) over the given descending timesteps; returns x_0.
+    `noise`: the kind of noise the model was trained with (the denoiser's `.noise`), drawn fresh every step."""
 
     def step(x, x0, eps, a_t, a_prev, t_prev):
-        noise = fresh(x) if t_prev >= 0 else None
-        return ddpm_step(x, x0, a_t, a_prev, noise)
+        return ddpm_step(x, x0, a_t, a_prev, noise.like(x, generator) if t_prev >= 0 else None)
 
     return _run(denoise, x, alphas_cumprod, timesteps, step, generator, clip_x0, callback, progress)
 
 
 def sample_dpmpp_2m(denoise: DenoiseFn, x: torch.Tensor, alphas_cumprod: torch.Tensor, timesteps: list[int],
                     sde: bool = False, generator: Optional[torch.Generator] = None, clip_x0: bool = True,
-                    callback=None, progress: bool = False, noise_correlation: float = 0.0,
-                    chroma_noise: float = 1.0) -> torch.Tensor:
+                    callback=None, progress: bool = False, noise: Noise = Noise()) -> torch.Tensor:
     """DPM-Solver++(2M) (Lu et al. 2022), or its SDE form with `sde`, from x = x_T; returns x_0. Second order from
     the second step on, reusing the previous step's estimate (one network call per step, as DDIM); first order at
     the first and last steps (as diffusers' DPMSolverMultistepScheduler with solver_order=2)."""
     state = {"x0": None, "a": None}  # the previous step's estimate and the alpha_bar it started from
-    fresh = _noise_fn(generator, noise_correlation, chroma_noise)
 
     def step(x, x0, eps, a_t, a_prev, t_prev):
-        noise = fresh(x) if sde and t_prev >= 0 else None
-        x_prev = dpmpp_2m_step(x, x0, a_t, a_prev, state["x0"], state["a"], sde, noise)
+        z = noise.like(x, generator) if sde and t_prev >= 0 else None
+        x_prev = dpmpp_2m_step(x, x0, a_t, a_prev, state["x0"], state["a"], sde, z)
         state.update(x0=x0, a=a_t)
         return x_prev
 
@@ -187,17 +175,15 @@ SAMPLERS = {"ddim": sample_ddim, "ddpm": sample_ddpm, "dpmpp-2m": sample_dpmpp_2
 def sample(denoise: DenoiseFn, shape: tuple, alphas_cumprod: torch.Tensor, sampler: str = "ddim",
            num_steps: int = 50, eta: float = 0.0, generator: Optional[torch.Generator] = None,
            device: torch.device | str = "cpu", clip_x0: bool = True, x_T: Optional[torch.Tensor] = None,
-           spacing: str = "trailing", callback=None, progress: bool = False,
-           noise_correlation: float = 0.0, chroma_noise: float = 1.0) -> torch.Tensor:
-    """Draw x_T of `shape` (B, C, F, H, W) (N(0, I), frames correlated by `noise_correlation` and colour scaled by
-    `chroma_noise` if the model was trained so) and run `sampler` for `num_steps`; returns x_0 in [-1, 1]."""
+           spacing: str = "trailing", callback=None, progress: bool = False, noise: Noise = Noise()) -> torch.Tensor:
+    """Draw x_T of `shape` (B, C, F, H, W) from `noise` (N(0, I), or the frame-correlated or colour-scaled noise the
+    model was trained with: the denoiser's `.noise`) and run `sampler` for `num_steps`; returns x_0 in [-1, 1]."""
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose from {sorted(SAMPLERS)}")
     T = alphas_cumprod.shape[0]
     timesteps = sampling_timesteps(T, num_steps, spacing)
-    x = x_T if x_T is not None else video_noise(shape, noise_correlation, generator, device, chroma=chroma_noise)
-    kwargs = dict(generator=generator, clip_x0=clip_x0, callback=callback, progress=progress,
-                  noise_correlation=noise_correlation, chroma_noise=chroma_noise)
+    x = x_T if x_T is not None else noise.draw(shape, generator, device)
+    kwargs = dict(generator=generator, clip_x0=clip_x0, callback=callback, progress=progress, noise=noise)
     if sampler == "ddim":
         kwargs["eta"] = eta
     return SAMPLERS[sampler](denoise, x, alphas_cumprod, timesteps, **kwargs)

@@ -6,6 +6,7 @@ The forward process is q(x_t | x_0) = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t)
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -72,6 +73,23 @@ def video_noise(shape: tuple, correlation: float = 0.0, generator: Optional[torc
         shared = torch.randn(shape[:2] + (1,) + tuple(shape[3:]), generator=generator, device=gen_device, dtype=dtype)
         noise = math.sqrt(correlation) * shared + math.sqrt(1 - correlation) * noise
     return scale_colour(noise, chroma).to(device)
+
+
+@dataclass(frozen=True)
+class Noise:
+    """The noise a model is trained and sampled with (`video_noise`): frames correlated by `correlation`, its colour
+    part scaled by `chroma`. A Denoiser keeps its own as `.noise`; samplers, guidance and tasks draw from it."""
+
+    correlation: float = 0.0
+    chroma: float = 1.0
+
+    def draw(self, shape: tuple, generator: Optional[torch.Generator] = None, device: torch.device | str = "cpu",
+             dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        return video_noise(shape, self.correlation, generator, device, dtype, chroma=self.chroma)
+
+    def like(self, x: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Fresh noise shaped like x, on its device."""
+        return self.draw(x.shape, generator, x.device)
 
 
 def scale_colour(noise: torch.Tensor, chroma: float) -> torch.Tensor:

@@ -24,7 +24,7 @@ from vidiff.diffusion.guidance import (classifier_free_guidance, decoded_reconst
                                        masked_model_denoise, reconstruction_guidance, replacement)
 from vidiff.diffusion.masks import frames_mask
 from vidiff.diffusion.samplers import sample_ddim
-from vidiff.diffusion.schedules import q_sample, video_noise
+from vidiff.diffusion.schedules import q_sample
 from vidiff.errors import VidiffError
 
 METHODS = ("auto", "masked", "reconstruction", "replacement")
@@ -153,8 +153,7 @@ def conditional_sample(pipe, known: torch.Tensor, mask: torch.Tensor, method: st
         denoise = _denoise_fn(pipe, known, mask, method, guidance_weight, generator, labels, label_guidance)
     shape = sample_shape(pipe.config, known.shape[0], ae)  # pixels or latents
     out = sample(denoise, shape, pipe.denoiser.alphas_cumprod, "ddim", num_steps, generator=generator,
-                 device=pipe.device, progress=progress,
-                 noise_correlation=pipe.denoiser.noise_correlation, chroma_noise=pipe.denoiser.chroma_noise)
+                 device=pipe.device, progress=progress, noise=pipe.denoiser.noise)
     if ae is not None:  # back to pixels; the known frames are the given ones, not their reconstructions
         with torch.no_grad():
             out = ae.decode(out).clamp(-1, 1)
@@ -290,7 +289,7 @@ def vary(pipe, video: torch.Tensor, strength: float = 0.5, num_samples: int = 1,
         video = ae.encode(video)
     T = den.num_timesteps
     t_start = min(T - 1, max(0, round(strength * (T - 1))))
-    noise = video_noise(video.shape, den.noise_correlation, generator, pipe.device, chroma=den.chroma_noise)
+    noise = den.noise.draw(video.shape, generator, pipe.device)
     x_t = q_sample(video, den.alphas_cumprod[t_start].float().expand(video.shape[0]).to(pipe.device), noise)
     denoise = _model_fn(pipe, labels=_batch_labels(labels, video.shape[0]), label_guidance=label_guidance)
     steps = denoise_timesteps(t_start, max(1, math.ceil(num_steps * strength)))

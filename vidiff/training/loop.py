@@ -28,7 +28,6 @@ from vidiff.data import build_dataset
 from vidiff.diffusion import sample
 from vidiff.diffusion.guidance import masked_model_denoise
 from vidiff.diffusion.masks import conditioning_channels, random_training_masks
-from vidiff.diffusion.schedules import video_noise
 from vidiff.errors import CheckpointError, ConfigError, VidiffError
 
 
@@ -213,8 +212,7 @@ def write_preview(denoiser, ema: EMA, cfg: RunConfig, path: Path, device: torch.
     g = torch.Generator().manual_seed(1234)
     denoise = masked_model_denoise(denoiser) if cfg.masks.enabled else denoiser
     x = sample(denoise, sample_shape(cfg, num, autoencoder), denoiser.alphas_cumprod,
-               sampler="ddim", num_steps=cfg.train.preview_steps, generator=g, device=device,
-               noise_correlation=denoiser.noise_correlation, chroma_noise=denoiser.chroma_noise)
+               sampler="ddim", num_steps=cfg.train.preview_steps, generator=g, device=device, noise=denoiser.noise)
     if autoencoder is not None:
         x = autoencoder.decode(x).clamp(-1, 1)
     net.load_state_dict(backup)
@@ -406,8 +404,7 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, max_step
                 own = torch.rand(x0.shape[0], device=device) < cfg.diffusion.per_frame_noise
                 t_frames = torch.randint(0, denoiser.num_timesteps, x0.shape[:1] + x0.shape[2:3], device=device)
                 t = torch.where(own[:, None], t_frames, t[:, None])  # (B, F)
-            noise = video_noise(x0.shape, denoiser.noise_correlation, device=device,
-                                chroma=denoiser.chroma_noise)  # (B, C, F, H, W)
+            noise = denoiser.noise.draw(x0.shape, device=device)  # (B, C, F, H, W)
             labels = None
             if denoiser.num_labels:  # drop some clips' labels: the unconditional model for classifier-free guidance
                 labels = batch["labels"].to(device)  # (B, L)
