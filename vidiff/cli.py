@@ -302,7 +302,7 @@ IMAGE_GUIDANCE_HELP = ("label-conditioned models: guidance by an image model of 
                        "docs/benchmarks.md, thirty-third round); 0: none")
 PER_LABEL_HELP = ("label-conditioned models: added to the guidance weight for each asked label past the first "
                   "(each object of a shapes prompt), so that a video asked for two objects holds both (default: the "
-                  "model's sample.guidance_per_label: 0.5 for the demo preset, 0 for shapes32; 0: the same weight for "
+                  "model's sample.guidance_per_label: 0 for the demo preset and shapes32; 0: the same weight for "
                   "every video)")
 STEPS_HELP = ("sampling steps (default: the sampler's: " +
               ", ".join(f"{name} {n}" for name, n in SAMPLER_STEPS.items()) +
@@ -321,9 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train the embedded default model (16 frames x 32x32 bouncing shapes, "
                                    "conditioned on each clip's objects: 'a red circle and a blue square') within a "
                                    "time budget, then sample videos into OUT/samples, each asked to show the objects "
-                                   "of a random held-out clip (OUT/samples/captions.txt), with classifier-free "
-                                   "guidance 2 (+ the model's sample.guidance_per_label, 0.5 for the demo preset, "
-                                   "for each object past the first) and image guidance 1 by the shipped image model "
+                                   "of a random held-out clip (OUT/samples/captions.txt), with the preset's classifier-"
+                                   "free guidance (sample.guidance 1.5, nothing more per object: "
+                                   "sample.guidance_per_label 0) and image guidance 1 by the shipped image model "
                                    "shapes32-image (sample.image_guidance, sample.image_model).")
     d.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
     d.add_argument("--minutes", type=float, default=None,

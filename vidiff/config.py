@@ -237,8 +237,9 @@ class SampleConfig:
     # 185-minute `shapes32` keeps them as often without it (32 of 38) and scores 977 against 1,518 with 0.5
     # (docs/benchmarks.md, twenty-sixth round)
     guidance_per_label: float = 0.0
-    # label-conditioned models: guidance by an image model of the same labels and schedule, frame by frame
-    # (vidiff.diffusion.guidance.image_guidance): every frame is pushed to show every asked object. 0: none (an
+    # label-conditioned models: guidance by an image model of the same labels, frame by frame, asked at its own
+    # timestep of the same noise level (vidiff.diffusion.guidance.image_guidance): every frame is pushed to show
+    # every asked object. 0: none (an
     # unconditional model, or one sampled without labels, ignores it)
     image_guidance: float = 0.0
     image_model: Optional[str] = None  # that image model: a run folder or a shipped name (e.g. shapes32-image)
