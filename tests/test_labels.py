@@ -490,6 +490,9 @@ def test_image_guidance_adds_the_image_models_direction_in_every_frame():
                         for f in range(4)], 2)
     x0, _ = image_guidance(base, shifted, labels, 1.5)(x, t, x_self=x_self)
     assert torch.allclose(x0, x0_b + 1.5 * want, atol=1e-4)
+    with pytest.raises(VidiffError, match="other colour noise"):  # but not one trained with other colour noise
+        image_guidance(base, Denoiser(im.net, timesteps=im.alphas_cumprod.shape[0], objective="x0", chroma_noise=2.0),
+                       labels, 1.0)
     torch.manual_seed(0)
     unlabelled = Denoiser(VideoUNet(ModelConfig(channels=8, channel_mults=(1, 2), head_dim=8)), timesteps=50)
     with pytest.raises(VidiffError, match="without labels"):

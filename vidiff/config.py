@@ -239,8 +239,7 @@ class SampleConfig:
     guidance_per_label: float = 0.0
     # label-conditioned models: guidance by an image model of the same labels, frame by frame, asked at its own
     # timestep of the same noise level (vidiff.diffusion.guidance.image_guidance): every frame is pushed to show
-    # every asked object. 0: none (an
-    # unconditional model, or one sampled without labels, ignores it)
+    # every asked object. 0: none (an unconditional model, or one sampled without labels, ignores it)
     image_guidance: float = 0.0
     image_model: Optional[str] = None  # that image model: a run folder or a shipped name (e.g. shapes32-image)
 

@@ -229,12 +229,15 @@ def image_guidance(denoiser, image_denoiser, labels: torch.Tensor, scale: float,
     frame_f)^s: a product of experts of two models, as composable diffusion (Liu et al. 2022) composes concepts, where
     the image model says of every frame alone whether it shows every asked object. A video model that loses or merges
     one of two objects along a clip is held to them in each frame (docs/benchmarks.md, "Thirty-third round").
-    `denoiser`: the video model's (guided) denoise function, `image_denoiser`: a Denoiser of the same labels (and
-    colour noise) trained on single frames (F = 1); labels (B, L) long, -1 for an empty slot; `t_range` (lo, hi): guide only
-    at lo <= t <= hi. Two image-model passes (with and without labels, batched) over every frame per step.
+    `denoiser`: the video model's (guided) denoise function, `image_denoiser`: a Denoiser of the same labels and
+    colour noise trained on single frames (F = 1); labels (B, L) long, -1 for an empty slot; `t_range` (lo, hi):
+    guide only at lo <= t <= hi. Two image-model passes (with and without labels, batched) over every frame per step.
     The two models may have different noise schedules (e.g. another `diffusion.shift`): the image model is then asked
     at its timestep of the nearest noise level (`matching_timesteps`)."""
     t_img = matching_timesteps(denoiser.alphas_cumprod, image_denoiser.alphas_cumprod)  # (T_video,) long
+    if getattr(image_denoiser, "noise", Noise()).chroma != getattr(denoiser, "noise", Noise()).chroma:
+        raise VidiffError("the image model was trained with other colour noise (diffusion.chroma_noise) than the "
+                          "video model: it cannot guide it")
     if image_denoiser.num_labels == 0:
         raise VidiffError("the image model was trained without labels: it cannot guide by labels")
     lo, hi = t_range if t_range is not None else (0, len(denoiser.alphas_cumprod) - 1)
