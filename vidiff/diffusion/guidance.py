@@ -12,7 +12,7 @@ from typing import Optional
 import torch
 
 from vidiff.diffusion.masks import conditioning_channels
-from vidiff.diffusion.schedules import Noise, append_dims, q_sample
+from vidiff.diffusion.schedules import Noise, append_dims, half_log_snr, q_sample
 from vidiff.errors import VidiffError
 
 
@@ -267,11 +267,8 @@ def image_guidance(denoiser, image_denoiser, labels: torch.Tensor, scale: float,
 def matching_timesteps(alphas_cumprod: torch.Tensor, other_alphas_cumprod: torch.Tensor) -> torch.Tensor:
     """For each timestep t of a schedule, the timestep of `other_alphas_cumprod` whose noise level is nearest (in
     log-SNR): (T,) long. The identity for the same schedule; beyond the other's range, its end."""
-    def log_snr(a):
-        a = a.detach().double().cpu().clamp(1e-20, 1 - 1e-16)
-        return a.log() - (1 - a).log()
-
-    return (log_snr(alphas_cumprod)[:, None] - log_snr(other_alphas_cumprod)[None, :]).abs().argmin(1)
+    lam, other = (half_log_snr(a.detach().double().cpu()) for a in (alphas_cumprod, other_alphas_cumprod))
+    return (lam[:, None] - other[None, :]).abs().argmin(1)
 
 
 def motion_boost(denoiser, scale: float, min_t: int):

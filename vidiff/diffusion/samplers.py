@@ -12,7 +12,7 @@ from typing import Callable, Optional
 
 import torch
 
-from vidiff.diffusion.schedules import Noise
+from vidiff.diffusion.schedules import Noise, half_log_snr
 
 DenoiseFn = Callable[[torch.Tensor, torch.Tensor], tuple]
 
@@ -63,11 +63,6 @@ def ddpm_step(x_t: torch.Tensor, x0: torch.Tensor, a_t: torch.Tensor, a_prev: to
     return mean
 
 
-def _half_log_snr(a: torch.Tensor) -> torch.Tensor:
-    """lambda = log(alpha / sigma) of alpha_bar `a` (float64); +inf at a = 1, the step past the end."""
-    return 0.5 * (a.log() - (1 - a).log())
-
-
 def dpmpp_2m_step(x_t: torch.Tensor, x0: torch.Tensor, a_t: torch.Tensor, a_prev: torch.Tensor,
                   x0_before: Optional[torch.Tensor] = None, a_before: Optional[torch.Tensor] = None,
                   sde: bool = False, noise: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -81,10 +76,10 @@ def dpmpp_2m_step(x_t: torch.Tensor, x0: torch.Tensor, a_t: torch.Tensor, a_prev
     if a_prev >= 1:  # sigma = 0: every form of the step lands on the estimate
         return x0
     sigma_t, sigma_prev, alpha_prev = (1 - a_t).sqrt(), (1 - a_prev).sqrt(), a_prev.sqrt()
-    h = _half_log_snr(a_prev) - _half_log_snr(a_t)
+    h = half_log_snr(a_prev) - half_log_snr(a_t)
     d = x0
     if x0_before is not None and a_before is not None:
-        h_before = _half_log_snr(a_t) - _half_log_snr(a_before.double())
+        h_before = half_log_snr(a_t) - half_log_snr(a_before.double())
         d = x0 + (0.5 * h / h_before).float() * (x0 - x0_before)
     if not sde:  # x_prev = (sigma_prev / sigma_t) x_t - alpha_prev (e^-h - 1) D
         return (sigma_prev / sigma_t).float() * x_t - (alpha_prev * torch.expm1(-h)).float() * d

@@ -45,6 +45,11 @@ def make_alphas_cumprod(schedule: str, timesteps: int, shift: float = 1.0) -> to
     return alpha_bar / (alpha_bar + shift**2 * (1 - alpha_bar))
 
 
+def half_log_snr(a: torch.Tensor) -> torch.Tensor:
+    """lambda = log(alpha / sigma) of alpha_bar `a` (float64); +inf at a = 1, the step past the end."""
+    return 0.5 * (a.log() - (1 - a).log())
+
+
 def append_dims(x: torch.Tensor, ndim: int) -> torch.Tensor:
     """Broadcast a (B,) tensor against a (B, ...) tensor of rank `ndim` (k-diffusion's append_dims)."""
     return x.reshape(x.shape + (1,) * (ndim - x.ndim))
