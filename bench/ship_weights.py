@@ -23,7 +23,7 @@ def main() -> None:
     p.add_argument("--step", type=int, help="ship the EMA weights of checkpoints/step_N instead of the final ones")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="changes to the shipped config, e.g. sample.guidance_per_label=0 (how the model is sampled)")
-    args = p.parse_args()
+    args = p.parse_intermixed_args()  # KEY=VALUE may follow --name
     from vidiff.config import load_config
     from vidiff.errors import VidiffError
     from vidiff.pipeline import VideoPipeline
