@@ -137,8 +137,8 @@ class DiffusionConfig:
     # training and sampling steps at high noise, where redundant data (many similar frames) decide their layout.
     # On the demo, 4 or 8 through the still-clip stage moved the objects out of the middle of the frame (6.4-7.0 px
     # from the centre against 5.3-6.1 at 2; real 8.0) and kept two objects more often on two demo seeds of three
-    # (both whole in 47 of 144 clips against 29; docs/benchmarks.md, "Thirty-sixth round"); the preset keeps 2 until
-    # its still-clip model and shapes32 are trained at 4
+    # (both whole in 47 of 144 clips against 29; docs/benchmarks.md, "Thirty-sixth round"); the demo preset uses 4
+    # since the thirty-seventh round, with its still-clip model and shapes32 trained at it
     shift: float = 1.0
     # Correlation rho of the noise between frames ("mixed noise", Ge et al. 2023): eps_f = sqrt(rho) eps_shared +
     # sqrt(1 - rho) eps_f. The frames start from a shared layout, so the model need not learn to agree on one.
