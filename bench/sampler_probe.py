@@ -101,6 +101,9 @@ def main() -> None:
                         "from this label-conditioned image model (e.g. shapes32-image) for the clip's labels, then the "
                         "clip from the video model with that frame known (reconstruction guidance, "
                         "--first-frame-weight; the sampler's other guidance as set)")
+    p.add_argument("--first-frame-method", choices=("reconstruction", "clean"), default="reconstruction",
+                   help="how --first-frame's frame conditions the clip: reconstruction guidance, or given clean at "
+                        "noise level 0 (a model trained with diffusion.clean_context)")
     p.add_argument("--first-frame-weight", type=float, default=2.0, metavar="W",
                    help="the reconstruction-guidance weight of --first-frame")
     p.add_argument("--expert", default=None, metavar="RUN",
@@ -180,13 +183,15 @@ def main() -> None:
             sys.exit("error: --expert needs the same noise schedule and self-conditioning as RUN")
         edn = edn.to(device)
 
+    base = {"dn": dn}  # --first-frame-method clean puts the known first frame in here
+
     def denoise(x, t, labels=None, **kw):
         if dn.self_conditioning:
             if args.self_cond == "off" or (args.self_cond_below is not None and int(t[0]) > args.self_cond_below):
                 kw = {"x_self": None}
             elif args.self_cond == "same":
                 kw = {"x_self": dn(x, t, x_self=None, labels=labels)[0].clamp(-1, 1)}
-        x0, eps = (edn if edn is not None and int(t[0]) > args.expert_above else dn)(x, t, labels=labels, **kw)
+        x0, eps = (edn if edn is not None and int(t[0]) > args.expert_above else base["dn"])(x, t, labels=labels, **kw)
         if lam != 1.0:
             a = dn.alphas_cumprod[t].float().view(-1, 1, 1, 1, 1)
             eps = eps / lam
@@ -344,8 +349,14 @@ def main() -> None:
                           progress=False, labels=lab_all, guidance_scale=args.guidance,
                           image_guidance=0.0).videos.to(device)  # (N, C, 1, H, W)
         known = first.expand(-1, -1, shape[2], -1, -1)  # (N, C, F, H, W): only frame 0 counts
-        fn = reconstruction_guidance(fn, known, frames_mask([0], shape[2]).to(device), args.first_frame_weight, g)
-        guided += f", first frame from {args.first_frame} (reconstruction guidance {args.first_frame_weight:g})"
+        if args.first_frame_method == "clean":
+            from vidiff.diffusion.guidance import clean_context
+
+            base["dn"] = clean_context(dn, known, frames_mask([0], shape[2]).to(device))
+            guided += f", first frame from {args.first_frame} (given clean)"
+        else:
+            fn = reconstruction_guidance(fn, known, frames_mask([0], shape[2]).to(device), args.first_frame_weight, g)
+            guided += f", first frame from {args.first_frame} (reconstruction guidance {args.first_frame_weight:g})"
     if args.motion_boost:
         from vidiff.diffusion.guidance import motion_boost
 

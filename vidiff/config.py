@@ -133,6 +133,14 @@ class DiffusionConfig:
     # Chen et al. 2024): a frame must then be rebuilt from cleaner neighbours, which is what keeps an object's shape,
     # size and colour from frame to frame. The rest share one level, as sampling does. 0 = off (U-Net only)
     per_frame_noise: float = 0.0
+    # Share of training clips whose first k frames (k drawn from 1..clean_context_frames) are given clean, at noise
+    # level 0, and left out of the loss (the U-Net takes one noise level per frame). The network learns to continue
+    # given frames from the noise levels alone, with no extra input channels and the same weights (so a run can start
+    # from a model trained without it): image-to-video and prediction (`vidiff.diffusion.guidance.clean_context`),
+    # and factorized generation (as Emu Video, Girdhar et al. 2023: the first frame drawn by an image model, the clip
+    # by the video model; `sample.first_frame_model`). 0 = off (U-Net only)
+    clean_context: float = 0.0
+    clean_context_frames: int = 1
     # Schedule shift s (Hoogeboom et al. 2023, "simple diffusion"): SNR_t -> SNR_t / s^2. s > 1 spends more
     # training and sampling steps at high noise, where redundant data (many similar frames) decide their layout.
     # On the demo, 4 or 8 through the still-clip stage moved the objects out of the middle of the frame (6.4-7.0 px
@@ -466,6 +474,13 @@ def validate_run(cfg: RunConfig) -> None:
         (0 <= f.per_frame_noise <= 1, "diffusion.per_frame_noise must be in [0, 1]"),
         (f.per_frame_noise == 0 or m.architecture == "unet",
          "diffusion.per_frame_noise needs model.architecture=unet (the DiT takes one noise level per clip)"),
+        (0 <= f.clean_context <= 1, "diffusion.clean_context must be in [0, 1]"),
+        (f.clean_context == 0 or m.architecture == "unet",
+         "diffusion.clean_context needs model.architecture=unet (the DiT takes one noise level per clip)"),
+        (f.clean_context == 0 or not m.autoencoder,
+         "diffusion.clean_context needs a pixel model (no model.autoencoder)"),
+        (1 <= f.clean_context_frames < max(d.num_frames, 2) or not f.clean_context,
+         "diffusion.clean_context_frames must be in 1..data.num_frames-1"),
         (t.steps >= 1, "train.steps must be >= 1"),
         (t.batch_size >= 1, "train.batch_size must be >= 1"),
         (t.lr > 0, "train.lr must be > 0"),

@@ -36,6 +36,29 @@ def masked_model_denoise(denoiser, known: Optional[torch.Tensor] = None, mask: O
     return _like(denoise, denoiser)  # so that replacement / guidance can wrap it like a Denoiser
 
 
+def clean_context(denoiser, known: torch.Tensor, mask: torch.Tensor):
+    """For a model trained with `diffusion.clean_context`: the known frames go in clean, at noise level 0, and the
+    others at the sampler's level (one timestep per frame, as in training; Diffusion Forcing, Chen et al. 2024).
+    `mask` is a frame mask (B or 1, 1, F, 1, 1). Like `masked_model_denoise` it takes `labels=`, so that
+    `classifier_free_guidance` can wrap it."""
+
+    def denoise(x_t, t, x_self=None, labels=None):
+        k, m = known.to(x_t.device), mask.to(x_t.device)
+        if k.shape[0] != x_t.shape[0]:  # classifier-free guidance stacks copies of the batch: repeat to match
+            reps = x_t.shape[0] // k.shape[0]
+            k, m = k.repeat(reps, 1, 1, 1, 1), m.repeat(reps, 1, 1, 1, 1) if m.shape[0] > 1 else m
+        given = m.expand(x_t.shape[0], 1, x_t.shape[2], 1, 1) > 0.5  # (B, 1, F, 1, 1)
+        z = torch.where(given, k.expand_as(x_t), x_t)
+        t_frames = torch.where(given[:, 0, :, 0, 0], 0, t[:, None])  # (B, F)
+        kw = {} if labels is None else {"labels": labels}
+        if getattr(denoiser, "self_conditioning", False):
+            kw["x_self"] = None if x_self is None else torch.where(given, k.expand_as(x_self), x_self)
+        x0, eps = denoiser(z, t_frames, **kw)
+        return _keep_known(x0, eps, x_t, t, k, m, denoiser.alphas_cumprod)
+
+    return _like(denoise, denoiser)
+
+
 def _eps_from_x0(x0, x_t, t, alphas_cumprod):
     """The eps that a clean-clip estimate x0 implies at x_t: x_t = sqrt(a_t) x0 + sqrt(1 - a_t) eps."""
     a = append_dims(alphas_cumprod.to(x_t.device)[t].float(), x_t.ndim)

@@ -28,6 +28,16 @@ def random_training_masks(batch: int, frames: int, p_none: float, p_prediction: 
     return mask[:, None, :, None, None]
 
 
+def clean_context_mask(batch: int, frames: int, p: float, max_frames: int, device=None,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+    """Which frames of each training clip are given clean (`diffusion.clean_context`): with probability p the first
+    k frames, k uniform in 1..max_frames, else none. Returns (B, 1, F, 1, 1) float."""
+    given = torch.rand(batch, generator=generator) < p
+    k = torch.randint(1, max_frames + 1, (batch,), generator=generator) * given
+    mask = (torch.arange(frames)[None] < k[:, None]).float()  # (B, F)
+    return mask[:, None, :, None, None].to(device)
+
+
 def frames_mask(known: list[int] | range, frames: int, batch: int = 1) -> torch.Tensor:
     """(B, 1, F, 1, 1) with 1 at the listed frame indices."""
     mask = torch.zeros(batch, 1, frames, 1, 1)

@@ -27,7 +27,7 @@ from vidiff.config import RunConfig, load_config
 from vidiff.data import build_dataset
 from vidiff.diffusion import sample
 from vidiff.diffusion.guidance import masked_model_denoise
-from vidiff.diffusion.masks import conditioning_channels, random_training_masks
+from vidiff.diffusion.masks import clean_context_mask, conditioning_channels, random_training_masks
 from vidiff.errors import CheckpointError, ConfigError, VidiffError
 
 
@@ -171,6 +171,8 @@ def check_run_dir(cfg: RunConfig, run_dir: Path, resume: bool) -> None:
         saved.diffusion.min_snr_gamma = cfg.diffusion.min_snr_gamma
         saved.diffusion.frame_difference_weight = cfg.diffusion.frame_difference_weight
         saved.diffusion.per_frame_noise = cfg.diffusion.per_frame_noise
+        saved.diffusion.clean_context = cfg.diffusion.clean_context
+        saved.diffusion.clean_context_frames = cfg.diffusion.clean_context_frames
         saved.diffusion.input_perturbation = cfg.diffusion.input_perturbation
         for section in ("data", "model", "diffusion", "masks"):
             if getattr(saved, section) != getattr(cfg, section):
@@ -404,6 +406,11 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, max_step
                 own = torch.rand(x0.shape[0], device=device) < cfg.diffusion.per_frame_noise
                 t_frames = torch.randint(0, denoiser.num_timesteps, x0.shape[:1] + x0.shape[2:3], device=device)
                 t = torch.where(own[:, None], t_frames, t[:, None])  # (B, F)
+            context = None
+            if cfg.diffusion.clean_context:  # the first k frames given clean (level 0) and not in the loss
+                context = clean_context_mask(x0.shape[0], x0.shape[2], cfg.diffusion.clean_context,
+                                             cfg.diffusion.clean_context_frames, device)  # (B, 1, F, 1, 1)
+                t = torch.where(context[:, 0, :, 0, 0] > 0, 0, t if t.ndim == 2 else t[:, None])  # (B, F)
             noise = denoiser.noise.draw(x0.shape, device=device)  # (B, C, F, H, W)
             labels = None
             if denoiser.num_labels:  # drop some clips' labels: the unconditional model for classifier-free guidance
@@ -418,6 +425,8 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, max_step
                 mask = random_training_masks(x0.shape[0], x0.shape[2], mk.p_none, mk.p_prediction,
                                              mk.p_interpolation, mk.max_context).to(device)  # (B, 1, F, 1, 1)
                 cond, loss_mask = conditioning_channels(x0, mask), 1 - mask
+            if context is not None:
+                loss_mask = (1 - context) if loss_mask is None else loss_mask * (1 - context)
             with autocast:
                 loss = denoiser.loss(x0, t, noise, cond=cond, loss_mask=loss_mask, net=model, labels=labels).mean()
             optimizer.zero_grad(set_to_none=True)
