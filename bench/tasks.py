@@ -11,8 +11,9 @@
     python bench/tasks.py --model shapes32 [--model runs/masked ...] [--clips 16] [--write]
 
 Each model is run with every method in --methods (replacement, reconstruction guidance); a model trained
-with MCVD masks also runs its masked conditioning, so one set of weights is compared both ways. All rows
-share the clips and the baselines.
+with MCVD masks also runs its masked conditioning, and one trained with clean context frames
+(`diffusion.clean_context`, 8 or more of them) its clean conditioning for prediction, so one set of weights is
+compared both ways. All rows share the clips and the baselines.
 """
 
 from __future__ import annotations
@@ -55,12 +56,17 @@ def run_tasks(pipe, truth: torch.Tensor, method: str, args) -> dict:
     """Prediction (8 -> 8) and interpolation (1, 16 -> 14) with one model and one conditioning method."""
     from vidiff import tasks
 
+    if method == "clean" and pipe.config.diffusion.clean_context_frames < 8:
+        raise SystemExit(f"error: {pipe.run_dir} was trained with at most {pipe.config.diffusion.clean_context_frames} "
+                         f"clean context frames; prediction here gives 8")
     g = torch.Generator().manual_seed(0)
     kw = dict(num_steps=args.steps, generator=g, method=method, guidance_weight=args.guidance)
     n = args.samples
     t0 = time.perf_counter()
     pred = tasks.predict(pipe, truth[:, :, :8], 8, num_samples=n, **kw)[:, :, 8:]
     t_pred = time.perf_counter() - t0
+    if method == "clean":  # trained on given first frames only: keyframes at both ends are not what it learnt
+        return {"prediction": scores(pred, truth[:, :, 8:], n), "seconds": {"prediction": round(t_pred)}}
     t0 = time.perf_counter()
     interp = tasks.interpolate(pipe, truth[:, :, [0, 15]], num_samples=n, **kw)[:, :, 1:15]
     t_interp = time.perf_counter() - t0
@@ -131,17 +137,20 @@ def main() -> None:
             truth = torch.stack([eval_set[i]["video"] for i in range(args.clips)])  # (N, C, 16, H, W)
         # a model trained with masks also runs the training-free methods on its unconditional mode (all-zero
         # mask): the same weights conditioned both ways
-        methods = (["masked"] if cfg.masks.enabled else []) + [m for m in args.methods.split(",") if m]
+        methods = (["masked"] if cfg.masks.enabled else []) + (["clean"] if cfg.diffusion.clean_context else []) + \
+            [m for m in args.methods.split(",") if m]
         for method in methods:
             r = run_tasks(pipe, truth, method, args)
             results[f"{name} / {method}"] = r
             label = method + (f" (w_r = {args.guidance:g})" if method == "reconstruction" else "")
             for task in ("prediction", "interpolation"):
-                s = r[task]
+                s = r.get(task)
+                if s is None:
+                    continue
                 rows.append(f"| {task} | `{name}` | {label} | {s['psnr_mean']:.2f} | {s['psnr_best']:.2f} | "
                             f"{s['ssim_mean']:.3f} | {s['ssim_best']:.3f} |")
             notes.append(f"`{name}` / {method}: prediction {r['seconds']['prediction']} s, interpolation "
-                         f"{r['seconds']['interpolation']} s; best-of-N PSNR per future frame 9..16: "
+                         f"{r['seconds'].get('interpolation', '–')} s; best-of-N PSNR per future frame 9..16: "
                          + ", ".join(f"{v:.1f}" for v in r["prediction"]["psnr_per_frame_best"]))
         if args.extend == "all" or (args.extend == "masked" and cfg.masks.enabled):
             t0 = time.perf_counter()

@@ -200,3 +200,78 @@ def test_task_cli_end_to_end(pipe, tmp_path):
     assert np.load(tmp_path / "extend" / "samples.npy").shape == (1, 10, 16, 16, 3)
     assert main(["inpaint", run, "--input", str(tmp_path / "in.gif"), "--box", "1,2,3", "--out", str(tmp_path)]) == 2
     assert main(["vary", run, "--input", str(tmp_path / "in.gif"), "--strength", "2", "--out", str(tmp_path)]) == 2
+
+
+def test_clean_context_gives_the_known_frames_clean_at_level_zero_and_keeps_them():
+    from vidiff.diffusion import Denoiser
+    from vidiff.diffusion.guidance import classifier_free_guidance, clean_context
+    from vidiff.diffusion.masks import frames_mask
+
+    seen = []
+
+    def net(x, c, cond=None, x_self=None, labels=None):
+        seen.append((x.clone(), c.clone(), None if labels is None else labels.clone()))
+        return torch.tanh(x)  # an x0 estimate that depends on the input
+
+    den = Denoiser(net, objective="x0", timesteps=100)
+    den.net.config = type("C", (), {"num_labels": 4, "self_condition": False})()
+    known = torch.rand(2, 3, 5, 4, 4) * 2 - 1
+    mask = frames_mask([0, 1], 5)  # (1, 1, 5, 1, 1): the first two frames given
+    x_t, t = torch.randn(2, 3, 5, 4, 4), torch.tensor([70, 70])
+    x0, eps = clean_context(den, known, mask)(x_t, t)
+    x_in, c, _ = seen[-1]
+    torch.testing.assert_close(x_in[:, :, :2], known[:, :, :2])  # given clean ...
+    torch.testing.assert_close(x_in[:, :, 2:], x_t[:, :, 2:])  # ... the others as the sampler has them
+    assert c.tolist() == [[0, 0, 70, 70, 70]] * 2  # level 0 at the given frames, the sampler's elsewhere
+    torch.testing.assert_close(x0[:, :, :2], known[:, :, :2])  # the given frames come back exactly
+    torch.testing.assert_close(x0[:, :, 2:], torch.tanh(x_t[:, :, 2:]))
+    a = den.alphas_cumprod[70]
+    torch.testing.assert_close(a.sqrt() * x0 + (1 - a).sqrt() * eps, x_t, atol=1e-5, rtol=1e-5)  # eps fits x0 at t
+    # under classifier-free guidance (conditional and unconditional passes stacked in one batch) the known frames
+    # are repeated to match, and each pass gets its labels
+    labels = torch.tensor([[0, 1], [2, -1]])
+    x0g, _ = classifier_free_guidance(clean_context(den, known, mask), labels, 2.0)(x_t, t)
+    x_in, c, lab = seen[-1]
+    assert x_in.shape[0] == 4 and c.shape == (4, 5) and lab.tolist() == labels.tolist() + [[-1, -1]] * 2
+    torch.testing.assert_close(x_in[2:, :, :2], known[:, :, :2])
+    torch.testing.assert_close(x0g[:, :, :2], known[:, :, :2])
+
+
+def test_clean_context_masks_are_prefixes_of_the_clip():
+    from vidiff.diffusion.masks import clean_context_mask
+
+    g = torch.Generator().manual_seed(0)
+    m = clean_context_mask(4000, 6, 0.5, 3, generator=g)  # (B, 1, F, 1, 1)
+    assert m.shape == (4000, 1, 6, 1, 1)
+    k = m[:, 0, :, 0, 0].sum(1)
+    frames = m[:, 0, :, 0, 0]
+    assert torch.equal(frames, (torch.arange(6)[None] < k[:, None]).float())  # the first k frames, nothing else
+    assert abs((k > 0).float().mean().item() - 0.5) < 0.03 and set(k.unique().tolist()) == {0, 1, 2, 3}
+    assert not clean_context_mask(8, 6, 0.0, 3, generator=g).any()
+
+
+def test_a_clean_context_model_continues_its_first_frames_given_clean(tmp_path, pipe):
+    run = tmp_path / "clean"
+    assert main(["train", "demo", *TINY, "diffusion.clean_context=0.5", "diffusion.clean_context_frames=2",
+                 "--out", str(run), "--quiet"]) == 0
+    cpipe = VideoPipeline.from_pretrained(run)
+    levels = []
+    net = cpipe.denoiser.net
+    hook = net.register_forward_pre_hook(lambda mod, args: levels.append(args[1].clone()))
+    ctx = _video(2)
+    out = tasks.predict(cpipe, ctx[0], 4, num_samples=2, num_steps=3, generator=torch.Generator().manual_seed(0))
+    assert out.shape == (2, 3, 6, 16, 16) and torch.allclose(out[:, :, :2], ctx.expand(2, -1, -1, -1, -1), atol=1e-6)
+    assert levels and all(c.shape == (2, 6) and (c[:, :2] == 0).all() and (c[:, 2:] > 0).all() for c in levels)
+    levels.clear()  # keyframes at both ends are not what it was trained on: auto falls back to reconstruction
+    tasks.interpolate(cpipe, _video(2), num_steps=2)
+    assert levels and all(c.ndim == 1 for c in levels)
+    levels.clear()  # three context frames are more than it saw (clean_context_frames=2): reconstruction as well
+    tasks.predict(cpipe, _video(3)[0], 3, num_steps=2)
+    assert levels and all(c.ndim == 1 for c in levels)
+    hook.remove()
+    with pytest.raises(VidiffError, match="trained without clean context frames"):
+        tasks.predict(pipe, ctx[0], 2, method="clean", num_steps=2)
+    region = torch.zeros(6, 16, 16)
+    region[:, 4:8, 4:8] = 1
+    with pytest.raises(VidiffError, match="clean context conditions on whole frames"):
+        tasks.inpaint(cpipe, _video(6), region, method="clean", num_steps=2)

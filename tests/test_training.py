@@ -400,3 +400,36 @@ def test_colour_noise_reaches_training_sampling_and_the_saved_config(tiny_config
     seen.clear()
     pipe(num_videos=1, num_inference_steps=3, sampler="ddpm", generator=torch.Generator().manual_seed(0))
     assert seen == [2.0] * 3  # x_T and the two fresh draws
+
+
+def test_clean_context_trains_on_the_other_frames_and_resumes_exactly(tiny_config, tmp_path):
+    from vidiff.config import validate_run
+    from vidiff.diffusion.masks import clean_context_mask
+    from vidiff.errors import ConfigError
+
+    tiny_config.diffusion.clean_context, tiny_config.diffusion.clean_context_frames = 0.5, 2
+    train(tiny_config, tmp_path / "full", progress=False)
+    train(tiny_config, tmp_path / "split", progress=False, max_steps=3)
+    train(tiny_config, tmp_path / "split", resume=True, progress=False)
+    a = load_tensors(tmp_path / "full" / "model.safetensors")
+    b = load_tensors(tmp_path / "split" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    tiny_config.diffusion.clean_context = 0.0
+    train(tiny_config, tmp_path / "plain", progress=False)
+    c = load_tensors(tmp_path / "plain" / "model.safetensors")
+    assert any(not torch.equal(a[k], c[k]) for k in a)
+    # what a step sees: the given frames at level 0, and only the others in the loss
+    den = build_denoiser(tiny_config)
+    x0 = torch.rand(2, 3, 4, 16, 16) * 2 - 1
+    m = clean_context_mask(2, 4, 1.0, 2, generator=torch.Generator().manual_seed(1))
+    t = torch.where(m[:, 0, :, 0, 0] > 0, 0, torch.full((2, 4), 50))
+    loss = den.loss(x0, t, torch.randn_like(x0), loss_mask=1 - m, self_condition_prob=0.0)
+    assert loss.shape == (2,) and torch.isfinite(loss).all()
+    for overrides, message in ((["diffusion.clean_context=1.5"], r"clean_context must be in \[0, 1\]"),
+                               (["data.num_frames=4", "diffusion.clean_context=0.5", "diffusion.clean_context_frames=4"],
+                                r"clean_context_frames must be in 1..data.num_frames-1")):
+        with pytest.raises(ConfigError, match=message):
+            validate_run(load_config(None, overrides))
+    tiny_config.diffusion.clean_context, tiny_config.model.architecture = 0.5, "dit"
+    with pytest.raises(ConfigError, match="clean_context needs model.architecture=unet"):
+        validate_run(tiny_config)

@@ -136,9 +136,9 @@ class DiffusionConfig:
     # Share of training clips whose first k frames (k drawn from 1..clean_context_frames) are given clean, at noise
     # level 0, and left out of the loss (the U-Net takes one noise level per frame). The network learns to continue
     # given frames from the noise levels alone, with no extra input channels and the same weights (so a run can start
-    # from a model trained without it): image-to-video and prediction (`vidiff.diffusion.guidance.clean_context`),
-    # and factorized generation (as Emu Video, Girdhar et al. 2023: the first frame drawn by an image model, the clip
-    # by the video model; `sample.first_frame_model`). 0 = off (U-Net only)
+    # from a model trained without it): image-to-video and prediction, `--method clean` of the task commands
+    # (`vidiff.diffusion.guidance.clean_context`), one network call per step where reconstruction guidance needs a
+    # backward pass too. 0 = off (U-Net only)
     clean_context: float = 0.0
     clean_context_frames: int = 1
     # Schedule shift s (Hoogeboom et al. 2023, "simple diffusion"): SNR_t -> SNR_t / s^2. s > 1 spends more

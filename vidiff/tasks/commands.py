@@ -124,9 +124,11 @@ def add_task_commands(sub) -> None:
                              f"sample.guidance, {DEFAULT_GUIDANCE:g} unless its config says otherwise), plus "
                              "the model's sample.guidance_per_label for each object past the first")
     guided = argparse.ArgumentParser(add_help=False)
-    guided.add_argument("--method", choices=["auto", "masked", "reconstruction", "replacement"], default="auto",
+    guided.add_argument("--method", choices=["auto", "masked", "clean", "reconstruction", "replacement"], default="auto",
                         help="how known frames condition the model: 'masked' for models trained with masks "
-                             "(MCVD), else reconstruction guidance or replacement (Ho et al. 2022); auto picks")
+                             "(MCVD), 'clean' for models trained with clean context frames (diffusion.clean_context: "
+                             "the known first frames go in at noise level 0), else reconstruction guidance or "
+                             "replacement (Ho et al. 2022); auto picks")
     guided.add_argument("--guidance", type=float, default=2.0, help="reconstruction-guidance weight w_r (default: 2)")
 
     def add(name, help_text, description, parents=(common, guided)):

@@ -20,14 +20,14 @@ import torch.nn.functional as F
 
 from vidiff.build import sample_shape
 from vidiff.diffusion import sample
-from vidiff.diffusion.guidance import (classifier_free_guidance, decoded_reconstruction_guidance,
+from vidiff.diffusion.guidance import (classifier_free_guidance, clean_context, decoded_reconstruction_guidance,
                                        masked_model_denoise, reconstruction_guidance, replacement)
 from vidiff.diffusion.masks import frames_mask
 from vidiff.diffusion.samplers import sample_ddim
 from vidiff.diffusion.schedules import q_sample
 from vidiff.errors import VidiffError
 
-METHODS = ("auto", "masked", "reconstruction", "replacement")
+METHODS = ("auto", "masked", "clean", "reconstruction", "replacement")
 
 
 def _batched(video: torch.Tensor, what: str) -> torch.Tensor:
@@ -56,13 +56,17 @@ def fit_resolution(pipe, video: torch.Tensor) -> torch.Tensor:
     return frames.reshape(B, Fr, C, size, size).permute(0, 2, 1, 3, 4).clamp(-1, 1)
 
 
-def _model_fn(pipe, known=None, mask=None, labels=None, label_guidance=None):
-    """The network as a denoise function: a masked model gets its conditioning channels (none: unconditional),
-    and with `labels` (B, L) a label-conditioned one is guided towards them (classifier-free guidance of weight
+def _model_fn(pipe, known=None, mask=None, labels=None, label_guidance=None, clean=False):
+    """The network as a denoise function: a masked model gets its conditioning channels (none: unconditional), with
+    `clean` the known frames go in clean at noise level 0 (a model trained with `diffusion.clean_context`), and with
+    `labels` (B, L) a label-conditioned one is guided towards them (classifier-free guidance of weight
     `label_guidance`, None: the model's `sample.guidance`, plus the model's `sample.guidance_per_label` for each
     label past the first, as `vidiff sample`)."""
     den = pipe.denoiser
-    fn = masked_model_denoise(den, known, mask) if pipe.config.masks.enabled else den
+    if clean:
+        fn = clean_context(den, known, mask)
+    else:
+        fn = masked_model_denoise(den, known, mask) if pipe.config.masks.enabled else den
     if labels is None:
         return fn
     if not den.num_labels:
@@ -84,12 +88,32 @@ def _batch_labels(labels: Optional[torch.Tensor], batch: int) -> Optional[torch.
     return labels.expand(batch, -1)
 
 
+def _clean_prefix(pipe, mask: torch.Tensor) -> bool:
+    """Whether a model trained with clean context frames saw masks like this one: in every clip the first k frames
+    known and no other, 1 <= k <= diffusion.clean_context_frames."""
+    d = pipe.config.diffusion
+    if not d.clean_context:
+        return False
+    known = mask[:, 0, :, 0, 0] > 0.5  # (B, F)
+    k = known.sum(1)
+    prefix = torch.arange(known.shape[1], device=known.device)[None] < k[:, None]
+    return bool(torch.equal(known, prefix) and (k >= 1).all() and (k <= d.clean_context_frames).all())
+
+
 def _denoise_fn(pipe, known, mask, method, guidance_weight, generator, labels=None, label_guidance=None):
     frame_mask = mask.shape[-1] == 1 and mask.shape[-2] == 1
     if method == "auto":
-        method = "masked" if pipe.config.masks.enabled and frame_mask else "reconstruction"
+        method = ("masked" if pipe.config.masks.enabled and frame_mask else
+                  "clean" if frame_mask and _clean_prefix(pipe, mask) else "reconstruction")
     if method not in METHODS:
         raise VidiffError(f"unknown conditioning method {method!r}; choose from {', '.join(METHODS)}")
+    if method == "clean":
+        if not pipe.config.diffusion.clean_context:
+            raise VidiffError("this model was trained without clean context frames (diffusion.clean_context = 0): "
+                              "use --method reconstruction or replacement")
+        if not frame_mask:
+            raise VidiffError("clean context conditions on whole frames: use reconstruction for space-time masks")
+        return _model_fn(pipe, known, mask, labels, label_guidance, clean=True)
     if method == "masked":
         if not pipe.config.masks.enabled:
             raise VidiffError("this model was trained without masks: use --method reconstruction or replacement")
