@@ -16,7 +16,10 @@ network and the network with the attention layers `--skip-layers` skipped. `--mi
 labels of held-out two-object clips (every sample scores the two-object check), `--trajectory NPZ` keeps the x0
 estimate of every 5th step (where along sampling a clip is decided), `--dynamic-threshold P` thresholds every estimate
 as Imagen does, `--image-guidance S` adds guidance by an image model's labels in every frame
-(`vidiff.diffusion.guidance.image_guidance`). Used for the "Fifth round" to "Thirty-third round" tables of
+(`vidiff.diffusion.guidance.image_guidance`), `--first-frame RUN` draws each clip's first frame by an image model
+and conditions the clip on it (reconstruction guidance, or `--first-frame-method clean` for a model trained with
+`diffusion.clean_context`), `--low-expert RUN` lets an image model denoise every frame alone below
+`--low-expert-below`. Used for the "Fifth round" to "Thirty-eighth round" tables of
 docs/benchmarks.md.
 """
 
@@ -101,6 +104,11 @@ def main() -> None:
                         "from this label-conditioned image model (e.g. shapes32-image) for the clip's labels, then the "
                         "clip from the video model with that frame known (reconstruction guidance, "
                         "--first-frame-weight; the sampler's other guidance as set)")
+    p.add_argument("--low-expert", default=None, metavar="RUN",
+                   help="an image model that denoises every frame alone below --low-expert-below (its own timestep "
+                        "of the same noise level), mixed with the video model's estimate by --low-expert-weight")
+    p.add_argument("--low-expert-below", type=int, default=300, metavar="T")
+    p.add_argument("--low-expert-weight", type=float, default=1.0, metavar="W")
     p.add_argument("--first-frame-method", choices=("reconstruction", "clean"), default="reconstruction",
                    help="how --first-frame's frame conditions the clip: reconstruction guidance, or given clean at "
                         "noise level 0 (a model trained with diffusion.clean_context)")
@@ -184,6 +192,13 @@ def main() -> None:
         edn = edn.to(device)
 
     base = {"dn": dn}  # --first-frame-method clean puts the known first frame in here
+    low = low_t = None
+    if args.low_expert:  # the image model as the low-noise expert, frame by frame (as eDiff-I's experts)
+        from vidiff.diffusion.guidance import matching_timesteps
+        from vidiff.pipeline import VideoPipeline
+
+        low = VideoPipeline.from_pretrained(args.low_expert, device=str(device)).denoiser
+        low_t = matching_timesteps(dn.alphas_cumprod, low.alphas_cumprod)
 
     def denoise(x, t, labels=None, **kw):
         if dn.self_conditioning:
@@ -191,6 +206,17 @@ def main() -> None:
                 kw = {"x_self": None}
             elif args.self_cond == "same":
                 kw = {"x_self": dn(x, t, x_self=None, labels=labels)[0].clamp(-1, 1)}
+        if low is not None and int(t[0]) < args.low_expert_below:  # every frame alone by the image model
+            B, C, F, H, W = x.shape
+            fr = lambda v: v.permute(0, 2, 1, 3, 4).reshape(B * F, C, 1, H, W)  # noqa: E731
+            kw_i = {"x_self": fr(kw["x_self"]) if kw.get("x_self") is not None else None} if low.self_conditioning else {}
+            x0_i, _ = low(fr(x), low_t.to(t.device)[t].repeat_interleave(F),
+                          labels=None if labels is None else labels.repeat_interleave(F, 0), **kw_i)
+            x0_i = x0_i.reshape(B, F, C, H, W).permute(0, 2, 1, 3, 4)
+            x0, _ = base["dn"](x, t, labels=labels, **kw) if args.low_expert_weight < 1 else (x0_i, None)
+            x0 = x0 + args.low_expert_weight * (x0_i - x0)
+            a = dn.alphas_cumprod[t].float().view(-1, 1, 1, 1, 1)
+            return x0, (x - a.sqrt() * x0) / (1 - a).sqrt()
         x0, eps = (edn if edn is not None and int(t[0]) > args.expert_above else base["dn"])(x, t, labels=labels, **kw)
         if lam != 1.0:
             a = dn.alphas_cumprod[t].float().view(-1, 1, 1, 1, 1)
