@@ -328,22 +328,30 @@ def test_trainable_freezes_the_rest_and_resumes_exactly(tiny_config, tmp_path, c
         assert not (tmp_path / "bad" / "config.json").exists()
 
 
+def resumes_exactly_and_changes_the_run(cfg, tmp_path, **diffusion_options):
+    """Train with the given diffusion options in one go and in two calls (the same weights), and without them (other
+    weights: the option's draws change the run). Leaves cfg without them."""
+    for name, value in diffusion_options.items():
+        setattr(cfg.diffusion, name, value)
+    train(cfg, tmp_path / "full", progress=False)
+    train(cfg, tmp_path / "split", progress=False, max_steps=3)
+    train(cfg, tmp_path / "split", resume=True, progress=False)
+    a = load_tensors(tmp_path / "full" / "model.safetensors")
+    b = load_tensors(tmp_path / "split" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    default = type(cfg.diffusion)()
+    for name in diffusion_options:
+        setattr(cfg.diffusion, name, getattr(default, name))
+    train(cfg, tmp_path / "plain", progress=False)
+    c = load_tensors(tmp_path / "plain" / "model.safetensors")
+    assert any(not torch.equal(a[k], c[k]) for k in a)
+
+
 def test_per_frame_noise_trains_and_resumes_exactly(tiny_config, tmp_path):
     from vidiff.config import validate_run
     from vidiff.errors import ConfigError
 
-    tiny_config.diffusion.per_frame_noise = 0.5
-    train(tiny_config, tmp_path / "full", progress=False)
-    train(tiny_config, tmp_path / "split", progress=False, max_steps=3)
-    train(tiny_config, tmp_path / "split", resume=True, progress=False)
-    a = load_tensors(tmp_path / "full" / "model.safetensors")
-    b = load_tensors(tmp_path / "split" / "model.safetensors")
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    # the per-frame draws change the run (the same seed without them trains other weights)
-    tiny_config.diffusion.per_frame_noise = 0.0
-    train(tiny_config, tmp_path / "plain", progress=False)
-    c = load_tensors(tmp_path / "plain" / "model.safetensors")
-    assert any(not torch.equal(a[k], c[k]) for k in a)
+    resumes_exactly_and_changes_the_run(tiny_config, tmp_path, per_frame_noise=0.5)
     tiny_config.diffusion.per_frame_noise = 1.5
     with pytest.raises(ConfigError, match=r"per_frame_noise must be in \[0, 1\]"):
         validate_run(tiny_config)
@@ -402,29 +410,23 @@ def test_colour_noise_reaches_training_sampling_and_the_saved_config(tiny_config
     assert seen == [2.0] * 3  # x_T and the two fresh draws
 
 
-def test_clean_context_trains_on_the_other_frames_and_resumes_exactly(tiny_config, tmp_path):
+def test_clean_context_trains_on_the_other_frames_and_resumes_exactly(tiny_config, tmp_path, monkeypatch):
     from vidiff.config import validate_run
-    from vidiff.diffusion.masks import clean_context_mask
+    from vidiff.diffusion import Denoiser
     from vidiff.errors import ConfigError
 
-    tiny_config.diffusion.clean_context, tiny_config.diffusion.clean_context_frames = 0.5, 2
-    train(tiny_config, tmp_path / "full", progress=False)
-    train(tiny_config, tmp_path / "split", progress=False, max_steps=3)
-    train(tiny_config, tmp_path / "split", resume=True, progress=False)
-    a = load_tensors(tmp_path / "full" / "model.safetensors")
-    b = load_tensors(tmp_path / "split" / "model.safetensors")
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    tiny_config.diffusion.clean_context = 0.0
-    train(tiny_config, tmp_path / "plain", progress=False)
-    c = load_tensors(tmp_path / "plain" / "model.safetensors")
-    assert any(not torch.equal(a[k], c[k]) for k in a)
-    # what a step sees: the given frames at level 0, and only the others in the loss
-    den = build_denoiser(tiny_config)
-    x0 = torch.rand(2, 3, 4, 16, 16) * 2 - 1
-    m = clean_context_mask(2, 4, 1.0, 2, generator=torch.Generator().manual_seed(1))
-    t = torch.where(m[:, 0, :, 0, 0] > 0, 0, torch.full((2, 4), 50))
-    loss = den.loss(x0, t, torch.randn_like(x0), loss_mask=1 - m, self_condition_prob=0.0)
-    assert loss.shape == (2,) and torch.isfinite(loss).all()
+    resumes_exactly_and_changes_the_run(tiny_config, tmp_path, clean_context=0.5, clean_context_frames=2)
+    # what every step sees: the given first frames at level 0, and only the others in the loss
+    seen, loss = [], Denoiser.loss
+    monkeypatch.setattr(Denoiser, "loss", lambda self, x0, t, noise, **kw: seen.append((t, kw["loss_mask"])) or
+                        loss(self, x0, t, noise, **kw))
+    tiny_config.diffusion.clean_context, tiny_config.diffusion.clean_context_frames = 1.0, 2
+    train(tiny_config, tmp_path / "always", progress=False)
+    assert len(seen) == tiny_config.train.steps
+    for t, mask in seen:  # t (B, F); mask (B, 1, F, 1, 1), 1 where a frame counts
+        given = mask[:, 0, :, 0, 0] == 0
+        assert t.shape == (2, 4) and given[:, 0].all() and not given[:, 2:].any()  # the first 1 or 2 frames
+        assert (t[given] == 0).all() and torch.equal(t[~given], t[:, -1:].expand_as(t)[~given])  # the rest: one level
     for overrides, message in ((["diffusion.clean_context=1.5"], r"clean_context must be in \[0, 1\]"),
                                (["data.num_frames=4", "diffusion.clean_context=0.5", "diffusion.clean_context_frames=4"],
                                 r"clean_context_frames must be in 1..data.num_frames-1")):
