@@ -429,7 +429,10 @@ def test_clean_context_trains_on_the_other_frames_and_resumes_exactly(tiny_confi
         assert (t[given] == 0).all() and torch.equal(t[~given], t[:, -1:].expand_as(t)[~given])  # the rest: one level
     for overrides, message in ((["diffusion.clean_context=1.5"], r"clean_context must be in \[0, 1\]"),
                                (["data.num_frames=4", "diffusion.clean_context=0.5", "diffusion.clean_context_frames=4"],
-                                r"clean_context_frames must be in 1..data.num_frames-1")):
+                                r"clean_context_frames must be in 1..data.num_frames-1"),
+                               (["diffusion.clean_context=0.5", "masks.enabled=true"], "choose one"),
+                               (["data.num_frames=8", "diffusion.clean_context=0.5", "diffusion.clean_context_frames=4",
+                                 "train.short_clip_frames=4"], "short_clip_frames must exceed")):
         with pytest.raises(ConfigError, match=message):
             validate_run(load_config(None, overrides))
     tiny_config.diffusion.clean_context, tiny_config.model.architecture = 0.5, "dit"
