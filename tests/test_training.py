@@ -430,6 +430,8 @@ def test_clean_context_trains_on_the_other_frames_and_resumes_exactly(tiny_confi
     for overrides, message in ((["diffusion.clean_context=1.5"], r"clean_context must be in \[0, 1\]"),
                                (["data.num_frames=4", "diffusion.clean_context=0.5", "diffusion.clean_context_frames=4"],
                                 r"clean_context_frames must be in 1..data.num_frames-1"),
+                               (["data.num_frames=1", "diffusion.clean_context=0.5"],
+                                r"clean_context_frames must be in 1..data.num_frames-1"),  # single frames: all given
                                (["diffusion.clean_context=0.5", "masks.enabled=true"], "choose one"),
                                (["data.num_frames=8", "diffusion.clean_context=0.5", "diffusion.clean_context_frames=4",
                                  "train.short_clip_frames=4"], "short_clip_frames must exceed")):

@@ -479,7 +479,7 @@ def validate_run(cfg: RunConfig) -> None:
          "diffusion.clean_context needs model.architecture=unet (the DiT takes one noise level per clip)"),
         (f.clean_context == 0 or not m.autoencoder,
          "diffusion.clean_context needs a pixel model (no model.autoencoder)"),
-        (1 <= f.clean_context_frames < max(d.num_frames, 2) or not f.clean_context,
+        (1 <= f.clean_context_frames < d.num_frames or not f.clean_context,
          "diffusion.clean_context_frames must be in 1..data.num_frames-1"),
         (not (f.clean_context and k.enabled),
          "diffusion.clean_context and masks.enabled are two ways to condition on given frames: choose one"),
