@@ -130,6 +130,7 @@ def test_axial_rotary_scores_depend_on_relative_position_in_every_axis():
                 cond_channels=4),
     ModelConfig(channels=8, channel_mults=(1, 2), patch_size=2, head_dim=8, self_condition=True, cond_channels=4),
     ModelConfig(channels=8, channel_mults=(1, 2), patch_size=4, head_dim=8, self_condition=True, pixel_channels=4),
+    ModelConfig(channels=8, channel_mults=(1, 2), patch_size=4, head_dim=8, pixel_channels=4, pixel_blocks=3),
 ])
 def test_unet_output_matches_input_shape(cfg):
     net = VideoUNet(cfg)
@@ -145,6 +146,26 @@ def test_unet_output_matches_input_shape(cfg):
     assert net.conv_in.spatial.weight.grad.abs().sum() > 0
     if cfg.pixel_channels:
         assert net.pixel_in.weight.grad.abs().sum() > 0
+
+
+def test_more_pixel_blocks_start_as_the_identity():
+    # A run with model.pixel_blocks=2 initialised from a trained model with one block computes what that model did,
+    # and the new block then learns (its last conv is the zero one).
+    from vidiff.training.checkpoint import init_from_weights
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(channels=8, channel_mults=(1, 2), patch_size=4, head_dim=8, pixel_channels=4)
+    old = VideoUNet(cfg)
+    for p in old.parameters():  # a "trained" model: nothing zero
+        torch.nn.init.normal_(p, std=0.2)
+    new = VideoUNet(ModelConfig(**{**cfg.__dict__, "pixel_blocks": 2}))
+    fresh = init_from_weights(new, old.state_dict(), "test")
+    assert fresh and all(k.startswith("pixel_more.0.") for k in fresh)
+    x, t = torch.randn(1, 3, 2, 16, 16), torch.tensor([200.0])
+    with torch.no_grad():
+        torch.testing.assert_close(new(x, t), old(x, t))
+    new(x, t).pow(2).mean().backward()
+    assert new.pixel_more[0].conv2.spatial.weight.grad.abs().sum() > 0
 
 
 def test_self_conditioning_input_is_seen_and_defaults_to_zeros():

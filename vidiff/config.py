@@ -97,6 +97,10 @@ class ModelConfig:
     # skip the token levels and meet their unfolded output in one residual block at full resolution: the head sees
     # every input pixel, which the patch_size**2 * 3 values folded into `channels` cannot all carry.
     pixel_channels: int = 0
+    # Residual blocks of that full-resolution head (>= 1 with pixel_channels): the first merges the unfolded tokens
+    # with the stem, each further one (pixel_channels -> pixel_channels, starting as the identity, so a model
+    # trained with fewer starts a run with more unchanged) widens what a pixel sees by 2 pixels each way.
+    pixel_blocks: int = 1
     in_channels: int = 3  # video channels (RGB)
     cond_channels: int = 0  # extra input channels concatenated to x_t (e.g. known frames + mask)
     # Self-conditioning (Chen et al. 2022, "Analog Bits"): the network also sees its previous estimate of x0
@@ -526,6 +530,8 @@ def validate_run(cfg: RunConfig) -> None:
     factor = m.patch_size * 2 ** (levels - 1)
     if m.pixel_channels < 0:
         checks.append((False, f"model.pixel_channels must be >= 0, got {m.pixel_channels}"))
+    if m.pixel_blocks < 1:
+        checks.append((False, f"model.pixel_blocks must be >= 1, got {m.pixel_blocks}"))
     if m.patch_size < 1 or d.size % factor != 0:
         checks.append((False, f"data.size {d.size} must be divisible by patch_size * 2^(levels-1) = {factor}"))
     frame_factor = 2 ** len(m.temporal_downsample_levels) if m.architecture == "unet" else 1

@@ -122,6 +122,9 @@ class VideoUNet(nn.Module):
             self.pixel_in = nn.Conv3d(cin, pc, (1, 3, 3), padding=(0, 1, 1))
             self.conv_out = SpaceTimeConv(cur, pc * p2, "none")
             self.pixel_block = ResBlock(2 * pc, pc, emb_dim, "none", cfg.dropout)
+            if cfg.pixel_blocks > 1:  # (each starts as the identity: ResBlock's last conv is zero)
+                self.pixel_more = nn.ModuleList([ResBlock(pc, pc, emb_dim, "none", cfg.dropout)
+                                                 for _ in range(cfg.pixel_blocks - 1)])
             self.pixel_norm = group_norm(pc)
             self.pixel_out = zero_module(nn.Conv3d(pc, cfg.in_channels, (1, 3, 3), padding=(0, 1, 1)))
         else:
@@ -174,6 +177,8 @@ class VideoUNet(nn.Module):
             out = rearrange(out, "b (c p1 p2) f h w -> b c f (h p1) (w p2)", p1=p, p2=p)
         if pixels is not None:  # (B, pc, F, H, W) unfolded tokens + stem -> (B, C, F, H, W)
             out = self.pixel_block(torch.cat([out, pixels], dim=1), emb)
+            for block in getattr(self, "pixel_more", ()):
+                out = block(out, emb)  # (B, pc, F, H, W)
             out = self.pixel_out(F.silu(self.pixel_norm(out)))
         return out
 
