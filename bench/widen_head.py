@@ -76,10 +76,14 @@ def main() -> None:
     args = p.parse_args()
     from vidiff.build import build_denoiser
     from vidiff.config import load_config
+    from vidiff.errors import VidiffError
     from vidiff.training.checkpoint import CONFIG, WEIGHTS, load_tensors, resolve_run, save_tensors
 
-    src = resolve_run(args.run)
-    cfg = load_config(src / CONFIG)
+    try:
+        src = resolve_run(args.run)
+        cfg = load_config(src / CONFIG)
+    except VidiffError as e:
+        sys.exit(f"error: {e}")
     pc_old = cfg.model.pixel_channels
     if not pc_old or args.pixel_channels <= pc_old:
         sys.exit(f"error: {args.run} has pixel_channels {pc_old}: give a larger --pixel-channels")

@@ -44,6 +44,7 @@ def test_yaml_file_and_override_precedence(tmp_path):
     (["data.min_objects=3", "data.max_objects=2"], "data.min_objects must be between 1 and data.max_objects"),
     (["model.rope_frame_scale=-1"], "model.rope_frame_scale must be >= 0"),
     (["model.pixel_blocks=0"], "model.pixel_blocks must be >= 1"),
+    (["model.pixel_blocks=2", "model.pixel_channels=0"], "needs a full-resolution head"),
     (["model.temporal_downsample_levels=[2]"], "must lie in 0..1 (a level followed by a downsampling)"),
     (["train.optimizer=sgd"], "train.optimizer must be adamw or muon"),
     (["train.short_clip_frames=16"], "train.short_clip_frames must be 0 (off) or fewer than data.num_frames"),

@@ -168,6 +168,33 @@ def test_more_pixel_blocks_start_as_the_identity():
     assert new.pixel_more[0].conv2.spatial.weight.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("blocks", [1, 2])
+def test_widened_head_computes_what_the_narrow_one_did(blocks):
+    # bench/widen_head.py: 4 -> 8 pixel channels (GroupNorm keeps 4 per group), the same output, and the new
+    # channels then learn.
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "widen_head.py"
+    spec = importlib.util.spec_from_file_location("widen_head", path)
+    widen_head = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(widen_head)
+    torch.manual_seed(0)
+    cfg = ModelConfig(channels=8, channel_mults=(1, 2), patch_size=4, head_dim=8, pixel_channels=4,
+                      pixel_blocks=blocks, num_labels=5, self_condition=True)
+    old = VideoUNet(cfg)
+    for p in old.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    new = VideoUNet(ModelConfig(**{**cfg.__dict__, "pixel_channels": 8}))
+    new.load_state_dict(widen_head.widen(old.state_dict(), new.state_dict(), 4, 8))
+    x, t, labels = torch.randn(2, 3, 2, 16, 16), torch.tensor([200.0, 700.0]), torch.tensor([[0, 3], [2, -1]])
+    x_self = torch.randn_like(x)
+    with torch.no_grad():
+        torch.testing.assert_close(new(x, t, None, x_self, labels), old(x, t, None, x_self, labels))
+    new(x, t, None, x_self, labels).pow(2).mean().backward()
+    assert new.pixel_out.weight.grad[:, 4:].abs().sum() > 0  # the zeroed weights from the new channels move
+
+
 def test_self_conditioning_input_is_seen_and_defaults_to_zeros():
     torch.manual_seed(0)
     net = VideoUNet(ModelConfig(channels=8, channel_mults=(1, 2), head_dim=8, self_condition=True))

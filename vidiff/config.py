@@ -532,6 +532,8 @@ def validate_run(cfg: RunConfig) -> None:
         checks.append((False, f"model.pixel_channels must be >= 0, got {m.pixel_channels}"))
     if m.pixel_blocks < 1:
         checks.append((False, f"model.pixel_blocks must be >= 1, got {m.pixel_blocks}"))
+    elif m.pixel_blocks > 1 and not m.pixel_channels:
+        checks.append((False, f"model.pixel_blocks {m.pixel_blocks} needs a full-resolution head: set model.pixel_channels"))
     if m.patch_size < 1 or d.size % factor != 0:
         checks.append((False, f"data.size {d.size} must be divisible by patch_size * 2^(levels-1) = {factor}"))
     frame_factor = 2 ** len(m.temporal_downsample_levels) if m.architecture == "unet" else 1
