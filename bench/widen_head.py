@@ -36,9 +36,9 @@ def widen(old: dict[str, torch.Tensor], new: dict[str, torch.Tensor], pc_old: in
         if src.shape == target.shape:
             out[name] = src.clone()
             continue
-        parts = name.split(".")
-        module = parts[0] if parts[0] != "pixel_more" else "pixel_more"
-        layer = parts[1] if module == "pixel_block" else parts[2] if module == "pixel_more" else ""
+        parts = name.split(".")  # e.g. pixel_block.conv1.spatial.weight, pixel_more.0.emb.bias, pixel_out.weight
+        module = parts[0]
+        layer = {"pixel_block": parts[1], "pixel_more": parts[2] if len(parts) > 2 else ""}.get(module, "")
         if module in ("conv_out", "pixel_in"):  # old output channels first, inputs unchanged
             rows, cols = torch.arange(src.shape[0]), None
         elif module == "pixel_norm":
